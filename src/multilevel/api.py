@@ -1,0 +1,79 @@
+"""Command functions: parse -> design -> fit -> results."""
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from . import design as _design
+from .spec import ModelSpec, SpecError, parse
+from .spec.stata import COMMANDS
+
+# keyword arguments that are Stata reporting options
+REPORTING = ("level", "variance", "stddeviations", "noretable", "nofetable", "noheader", "nogroup",
+             "nolog", "nolrtest", "log")
+
+
+def _spec(text: str, command: str, reml: bool | None, options: dict[str, Any]) -> ModelSpec:
+    spec = parse(text, command=command)
+    if spec.command != command and command != "mixed":
+        raise SpecError(f"'{spec.command}' given to {command}()", text)
+    unknown = set(options) - set(REPORTING) - {"optimizer"}
+    if unknown:
+        raise TypeError(f"unknown keyword argument(s): {', '.join(sorted(unknown))}")
+    spec = spec.with_options(**options)
+    if reml is not None:
+        from dataclasses import replace
+
+        spec = replace(spec, method="reml" if reml else "ml")
+    return spec
+
+
+def mixed(formula: str, data: pd.DataFrame, reml: bool | None = None, **options: Any):
+    """Fit a linear mixed model; Stata (``y x || id:``) or lme4 (``y ~ x + (1|id)``) syntax.
+
+    The default is ML, as Stata's ``mixed`` (lme4's default is REML).
+    Keyword options are Stata's reporting options (``level=90``,
+    ``stddeviations=True``, ``nolog=True``, ...) and ``optimizer``
+    (``"nlopt"`` or ``"scipy"``).  Returns :class:`MixedResults`.
+    """
+    spec = _spec(formula, "mixed", reml, options)
+    return _fit_spec(spec, data)
+
+
+def _fit_spec(spec: ModelSpec, data: pd.DataFrame):
+    from .lmm.fit import fit as fit_lmm
+
+    if spec.command != "mixed":
+        raise SpecError(f"'{spec.command}' is not implemented yet; only 'mixed' is available")
+    if not spec.levels:
+        raise SpecError("the model has no random-effects equation ('|| group:' or '(1 | group)'); "
+                        "fit a linear regression instead")
+    if spec.options.get("residuals"):
+        raise SpecError("residuals() structures are not implemented yet")
+    design = _design.build(spec, data)
+    _check_design(design)
+    opts = dict(spec.options)
+    return fit_lmm(design, reml=spec.method == "reml", backend=opts.pop("optimizer", "nlopt"),
+                   level=float(opts.get("level", 95.0)), options=opts)
+
+
+def _check_design(design) -> None:
+    from .spec.errors import DataError
+
+    if len(set(design.y.tolist())) < 2:
+        raise DataError(f"dependent variable '{design.spec.response}' is constant in the estimation sample")
+    for eq in design.equations:
+        if eq.n_groups < 2 and eq.group_key:
+            raise DataError(f"level '{eq.label}' has a single group; a random effect needs at least two groups")
+
+
+def fit(command: str, data: pd.DataFrame, **options: Any):
+    """Fit any supported command given as a full string (``"mixed weight week || id:, reml"``)."""
+    words = command.strip().split(None, 1)
+    if "~" in command or not words or words[0].lower() not in COMMANDS:
+        raise SpecError("fit() needs a full command such as 'mixed y x || id:'", command, 0)
+    spec = parse(command)
+    if options:
+        spec = _spec(command, spec.command, None, options)
+    return _fit_spec(spec, data)

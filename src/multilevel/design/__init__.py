@@ -1,0 +1,56 @@
+"""From a :class:`ModelSpec` and a DataFrame to the numeric design.
+
+The input frame is never modified: the sample is selected by position and
+every array here is a new one.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ..spec.errors import DataError
+from ..spec.model import ModelSpec
+from . import fixed, random
+from .fixed import FixedTerm
+from .random import ReEquation
+from .sample import SampleInfo, select
+
+
+@dataclass(frozen=True)
+class Design:
+    """Everything numeric the model cores need, on the estimation sample."""
+
+    spec: ModelSpec
+    y: np.ndarray
+    fixed: FixedTerm
+    equations: tuple[ReEquation, ...]
+    sample: SampleInfo
+
+    @property
+    def n(self) -> int:
+        return len(self.y)
+
+    @property
+    def X(self) -> np.ndarray:
+        return self.fixed.X
+
+
+def build(spec: ModelSpec, data: pd.DataFrame) -> Design:
+    """The :class:`Design` of ``spec`` on ``data`` (listwise deletion, as Stata)."""
+    if not isinstance(data, pd.DataFrame):
+        raise DataError(f"data must be a pandas DataFrame, not {type(data).__name__}")
+    used = [spec.response] + fixed.variables(spec.fixed) + random.variables(spec.levels)
+    sample = select(data, list(dict.fromkeys(used)), spec.if_expr, spec.in_range)
+    frame = data.iloc[sample.rows].reset_index(drop=True)
+    y = _response(frame, spec.response)
+    fx = fixed.build(spec.fixed, spec.constant, frame)
+    equations = tuple(random.build(spec.levels, frame))
+    return Design(spec, y, fx, equations, sample)
+
+
+def _response(frame: pd.DataFrame, name: str) -> np.ndarray:
+    if not pd.api.types.is_numeric_dtype(frame[name]) or pd.api.types.is_bool_dtype(frame[name]):
+        raise DataError(f"dependent variable '{name}' must be numeric (it is {frame[name].dtype})")
+    return frame[name].to_numpy(dtype=float)

@@ -1,0 +1,102 @@
+"""Random-effects equations: group codes and the small per-observation z.
+
+As MixedModels.jl's ``ReMat``: Z is never formed; an equation holds the
+group code of each observation (``refs``) and the n×k matrix ``z`` of its
+columns, so that ``Z[i, refs[i]*k:(refs[i]+1)*k] = z[i]``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ..spec.errors import DataError
+from ..spec.model import ReLevel
+
+
+@dataclass(frozen=True)
+class ReEquation:
+    """One random-effects equation on the estimation sample.
+
+    Attributes
+    ----------
+    level:      index of the equation in ``ModelSpec.levels``
+    label:      name shown in output (``id``, ``variety``, ``_all``)
+    group_key:  grouping variables (equations with equal keys share groups)
+    refs:       0-based group code of each observation (int32)
+    groups:     label of each group, in code order
+    z:          n×k values of the equation's columns
+    names:      Stata names of the columns (``week``, ``_cons``, ``R.plate``)
+    covariance: Stata covariance name
+    """
+
+    level: int
+    label: str
+    group_key: tuple[str, ...]
+    refs: np.ndarray
+    groups: tuple
+    z: np.ndarray
+    names: tuple[str, ...]
+    covariance: str
+
+    @property
+    def n_groups(self) -> int:
+        return len(self.groups)
+
+    @property
+    def k(self) -> int:
+        return self.z.shape[1]
+
+    @property
+    def count_key(self) -> str:
+        """Key of this equation in ``n_groups`` (the variable for ``R.var``)."""
+        if self.names[0].startswith("R."):
+            return self.names[0][2:]
+        return self.label
+
+
+def variables(levels: tuple[ReLevel, ...]) -> list[str]:
+    """Data columns the random part uses (grouping variables and slopes)."""
+    out: list[str] = []
+    for lvl in levels:
+        out.extend(lvl.group)
+        out.extend(t[2:] if t.startswith("R.") else t for t in lvl.terms)
+    return list(dict.fromkeys(out))
+
+
+def build(levels: tuple[ReLevel, ...], frame: pd.DataFrame) -> list[ReEquation]:
+    """One :class:`ReEquation` per level (per ``R.var`` in an ``_all`` level)."""
+    out = []
+    n = len(frame)
+    for i, lvl in enumerate(levels):
+        if any(t.startswith("R.") for t in lvl.terms):
+            if len(lvl.terms) > 1:
+                raise DataError("give each R.var its own '|| _all:' equation")
+            var = lvl.terms[0][2:]
+            refs, groups = group_codes(frame, (var,))
+            out.append(ReEquation(i, lvl.name, (var,), refs, groups, np.ones((n, 1)),
+                                  (lvl.terms[0],), lvl.covariance))
+            continue
+        for var in lvl.terms:
+            if not pd.api.types.is_numeric_dtype(frame[var]):
+                raise DataError(f"random slope '{var}' is not numeric")
+        cols = [frame[v].to_numpy(dtype=float) for v in lvl.terms]
+        if lvl.constant:
+            cols.append(np.ones(n))
+        refs, groups = group_codes(frame, lvl.group)
+        out.append(ReEquation(i, lvl.name, lvl.group, refs, groups, np.column_stack(cols),
+                              lvl.term_names, lvl.covariance))
+    return out
+
+
+def group_codes(frame: pd.DataFrame, key: tuple[str, ...]) -> tuple[np.ndarray, tuple]:
+    """Sorted group codes of the combinations of ``key`` (``_all``: one group)."""
+    if not key:
+        return np.zeros(len(frame), dtype=np.int32), ("_all",)
+    if len(key) == 1:
+        codes, uniques = pd.factorize(frame[key[0]], sort=True)
+        return codes.astype(np.int32), tuple(uniques)
+    grouped = frame.groupby(list(key), sort=True)
+    codes = grouped.ngroup().to_numpy().astype(np.int32)
+    return codes, tuple(grouped.groups.keys())

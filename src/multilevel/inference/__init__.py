@@ -1,0 +1,1 @@
+"""Inference: information-matrix SEs, tests, and the frozen results."""

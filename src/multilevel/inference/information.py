@@ -1,0 +1,117 @@
+"""Standard errors of variance components, as Stata computes them.
+
+Stata maximizes the likelihood in a metric of log standard deviations,
+atanh correlations and the log residual standard deviation, takes the
+observed information there, and reports variances by the delta method
+([ME] mixed, Methods and formulas).  Here the Hessian of the log (restricted)
+likelihood, with β profiled out, is taken by central differences in that
+metric; at the optimum the inverse of the profiled Hessian equals the
+variance-component block of the full inverse information.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..lmm.model import LinearMixedModel, equation_blocks
+
+
+@dataclass(frozen=True)
+class NaturalFit:
+    """Variance parameters in Stata's metric and their covariance matrix.
+
+    ``phi`` stacks each equation's parameters (``structure.natural``) in
+    the spec's order, then ln σ_e.  ``free`` marks those not on the boundary
+    (a zero standard deviation), which are the only ones in ``vcov``.
+    """
+
+    phi: np.ndarray
+    vcov: np.ndarray
+    free: np.ndarray
+    slices: tuple[slice, ...]
+
+
+def natural_slices(model: LinearMixedModel) -> tuple[slice, ...]:
+    sizes = [s.n_natural for _, s, _ in equation_blocks(model)]
+    edges = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
+    return tuple(slice(a, b) for a, b in zip(edges[:-1], edges[1:]))
+
+
+def to_natural(model: LinearMixedModel, theta: np.ndarray, sigma2: float) -> np.ndarray:
+    """φ of (θ, σ²): each Σ = σ² ΛΛᵀ in its structure's Stata metric, then ln σ."""
+    parts = []
+    for _, struct, sl in equation_blocks(model):
+        lam = struct.to_lambda(theta[sl])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            parts.append(struct.natural(sigma2 * lam @ lam.T))
+    return np.concatenate(parts + [[0.5 * np.log(sigma2)]])
+
+
+def from_natural(model: LinearMixedModel, phi: np.ndarray) -> tuple[np.ndarray, float]:
+    """(θ, σ²) of a φ vector (inverse of :func:`to_natural`)."""
+    sigma2 = float(np.exp(2 * phi[-1]))
+    theta = np.zeros(model.n_theta)
+    for (_, struct, sl), nsl in zip(equation_blocks(model), natural_slices(model)):
+        theta[sl] = struct.from_sigma(struct.from_natural(phi[nsl]) / sigma2)
+    return theta, sigma2
+
+
+def loglik_natural(model: LinearMixedModel, phi: np.ndarray) -> float:
+    """Log (restricted) likelihood at φ with β profiled out."""
+    theta, sigma2 = from_natural(model, phi)
+    return model.loglik_at(model.factor(theta), sigma2)
+
+
+def hessian(f, x: np.ndarray, h: float = 1e-4) -> np.ndarray:
+    """Central-difference Hessian of a scalar function."""
+    n = len(x)
+    H = np.empty((n, n))
+    f0 = f(x)
+    steps = np.eye(n) * h
+    for i in range(n):
+        H[i, i] = (f(x + steps[i]) - 2 * f0 + f(x - steps[i])) / h**2
+        for j in range(i):
+            H[i, j] = H[j, i] = (f(x + steps[i] + steps[j]) - f(x + steps[i] - steps[j])
+                                 - f(x - steps[i] + steps[j]) + f(x - steps[i] - steps[j])) / (4 * h**2)
+    return H
+
+
+def richardson_hessian(f, x: np.ndarray, h: float = 4e-3) -> np.ndarray:
+    """Hessian by Richardson extrapolation of central differences, error O(h⁴).
+
+    A wide step keeps rounding noise in the likelihood (≈1e-10) small
+    relative to the differences.
+    """
+    return (4 * hessian(f, x, h / 2) - hessian(f, x, h)) / 3
+
+
+def natural_fit(model: LinearMixedModel, theta: np.ndarray, sigma2: float) -> NaturalFit:
+    """φ̂ and Var(φ̂) = (−∂²ℓ/∂φ∂φᵀ)⁻¹ over the parameters not on the boundary."""
+    phi = to_natural(model, theta, sigma2)
+    free = np.isfinite(phi) & (phi > -15)
+    idx = np.flatnonzero(free)
+
+    def partial(sub: np.ndarray) -> float:
+        full = phi.copy()
+        full[idx] = sub
+        full[~free] = -30.0
+        return loglik_natural(model, full)
+
+    H = richardson_hessian(partial, phi[idx])
+    try:
+        vcov = np.linalg.inv(-H)
+    except np.linalg.LinAlgError:
+        vcov = np.full_like(H, np.nan)
+    return NaturalFit(phi, vcov, free, natural_slices(model))
+
+
+def delta_vcov(g, x: np.ndarray, V: np.ndarray, h: float = 1e-6) -> np.ndarray:
+    """Var(g(x)) ≈ J V Jᵀ with J the central-difference Jacobian of g."""
+    g0 = np.atleast_1d(g(x))
+    J = np.empty((len(g0), len(x)))
+    for j in range(len(x)):
+        e = np.zeros(len(x))
+        e[j] = h
+        J[:, j] = (np.atleast_1d(g(x + e)) - np.atleast_1d(g(x - e))) / (2 * h)
+    return J @ V @ J.T

@@ -1,0 +1,156 @@
+"""Frozen results of a mixed-model fit; presentation only reads them."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from ..optimize import OptSummary
+from .tests import TestResult
+
+
+@dataclass(frozen=True)
+class FixedEffects:
+    """β̂ with Stata names, its covariance matrix, and omitted collinear columns."""
+
+    names: tuple[str, ...]
+    coef: np.ndarray
+    vcov: np.ndarray
+    omitted: tuple[str, ...] = ()
+
+    @property
+    def se(self) -> np.ndarray:
+        return np.sqrt(np.diag(self.vcov))
+
+
+@dataclass(frozen=True)
+class EquationResult:
+    """One random-effects equation: covariance estimate, SEs and conditional modes.
+
+    ``cov`` and ``se`` are on the variance scale (Stata's default display);
+    ``phi``/``phi_se`` are the Stata-metric parameters (log SDs, atanh
+    correlations) behind the SEs and CIs; ``se`` is NaN where a parameter
+    is on the boundary or the structure fixes the entry at 0.
+    """
+
+    label: str
+    names: tuple[str, ...]
+    structure: str
+    group_vars: tuple[str, ...]
+    count_key: str
+    groups: tuple
+    obs_per_group: tuple[int, float, int]
+    cov: np.ndarray
+    se: np.ndarray
+    free_entries: np.ndarray      # bool k×k: entries the structure estimates
+    phi: np.ndarray
+    phi_se: np.ndarray            # SE of each Stata-metric parameter (NaN on the boundary)
+    blups: np.ndarray             # (G, k) conditional modes b̂
+
+    @property
+    def n_groups(self) -> int:
+        return len(self.groups)
+
+
+@dataclass(frozen=True)
+class MixedResults:
+    """Everything a fitted mixed model reports; immutable.
+
+    ``str(res)`` gives Stata's table, ``res._repr_html_()`` the same table in
+    HTML, and ``res.to_dict()`` the form of the conformance cases' "results".
+    """
+
+    spec: Any
+    title: str
+    method: str
+    nobs: int
+    depvar: str
+    fixed: FixedEffects
+    equations: tuple[EquationResult, ...]
+    residual_var: float
+    residual_se: float
+    residual_phi_se: float
+    loglik: float
+    wald: TestResult
+    lr: TestResult
+    k: int
+    optsummary: OptSummary
+    theta: np.ndarray
+    level: float = 95.0
+    sample_notes: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+    options: dict = field(default_factory=dict)
+
+    # --- summaries ---------------------------------------------------------------
+    @property
+    def aic(self) -> float:
+        return -2 * self.loglik + 2 * self.k
+
+    @property
+    def bic(self) -> float:
+        return -2 * self.loglik + self.k * np.log(self.nobs)
+
+    @property
+    def converged(self) -> bool:
+        return self.optsummary.converged
+
+    @property
+    def fixed_effects(self) -> pd.DataFrame:
+        """Coefficient table: estimate, SE, z, P>|z| and the CI at ``level``."""
+        coef, se = self.fixed.coef, self.fixed.se
+        z = coef / se
+        crit = stats.norm.ppf(0.5 + self.level / 200)
+        return pd.DataFrame({"estimate": coef, "se": se, "z": z, "p": 2 * stats.norm.sf(np.abs(z)),
+                             "ci_lower": coef - crit * se, "ci_upper": coef + crit * se},
+                            index=pd.Index(self.fixed.names, name="term"))
+
+    @property
+    def random_effects(self) -> pd.DataFrame:
+        """Random-effects parameters on the variance scale with SEs and CIs."""
+        from ..output.rows import random_rows
+
+        rows = random_rows(self, stddev=False)
+        return pd.DataFrame([(r.equation, r.name, r.estimate, r.se, r.lower, r.upper) for r in rows],
+                            columns=["equation", "parameter", "estimate", "se", "ci_lower", "ci_upper"]
+                            ).set_index(["equation", "parameter"])
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fit in the layout of the conformance cases (``SCHEMA.md``, "results")."""
+        def mat(a: np.ndarray, mask: np.ndarray | None = None) -> list:
+            return [[None if (mask is not None and not mask[i, j]) or not np.isfinite(a[i, j]) else float(a[i, j])
+                     for j in range(a.shape[1])] for i in range(a.shape[0])]
+        random = [{"level": e.label, "terms": list(e.names), "cov": mat(e.cov),
+                   "se": mat(e.se, e.free_entries)} for e in self.equations]
+        n_groups: dict[str, int] = {}
+        for e in self.equations:
+            n_groups[e.count_key] = e.n_groups
+        extra = {"AIC": self.aic, "BIC": self.bic, "k": self.k, "N": self.nobs, "n_groups": n_groups,
+                 "wald_chi2": self.wald.stat, "wald_df": self.wald.df,
+                 "lr_chi2": self.lr.stat, "lr_df": self.lr.df}
+        return {"loglik": self.loglik,
+                "fixed": {"names": list(self.fixed.names), "coef": self.fixed.coef.tolist(),
+                          "se": self.fixed.se.tolist()},
+                "random": random,
+                "residual": {"var": self.residual_var, "se": self.residual_se},
+                "extra": extra}
+
+    # --- presentation ------------------------------------------------------------
+    def table(self, **options: Any) -> str:
+        """Stata's output; options as Stata's (``stddeviations``, ``noheader``, ...)."""
+        from ..output.stata_table import render
+
+        return render(self, **{**self.options, **options})
+
+    def __str__(self) -> str:
+        return self.table()
+
+    def __repr__(self) -> str:
+        return f"<MixedResults {self.title}: {self.depvar}, N={self.nobs}, log likelihood={self.loglik:.8g}>"
+
+    def _repr_html_(self) -> str:
+        from ..output.html import render_html
+
+        return render_html(self)

@@ -1,0 +1,119 @@
+"""Fit a linear mixed model: optimize the profiled deviance, then build the results."""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from ..design import Design
+from ..inference.information import delta_vcov, natural_fit
+from ..inference.results import EquationResult, FixedEffects, MixedResults
+from ..inference.tests import lr_vs_linear, ols_loglik, wald_fixed
+from ..optimize import OptSummary, minimize
+from .model import LinearMixedModel, equation_blocks
+
+
+def optimize(model: LinearMixedModel, backend: str = "nlopt") -> OptSummary:
+    """Minimize the profiled deviance over θ (JSS §3.6)."""
+    lower, upper = model.theta_bounds()
+    return minimize(model.objective, model.theta_start(), lower, upper, backend=backend)
+
+
+def fit(design: Design, reml: bool = False, backend: str = "nlopt", level: float = 95.0,
+        options: dict | None = None) -> MixedResults:
+    """Fit ``design`` by ML or REML and return frozen :class:`MixedResults`."""
+    model = LinearMixedModel(design, reml=reml)
+    opt = optimize(model, backend)
+    factor = model.factor(opt.final)
+    sigma2 = model.sigma2(factor)
+    beta, blups = model.solve(factor)
+    vcov = model.vcov_beta(factor, sigma2)
+    nat = natural_fit(model, opt.final, sigma2)
+    equations = _equations(model, opt.final, sigma2, nat, blups)
+    loglik = -0.5 * opt.fmin
+    n_var = sum(s.n_natural for _, s, _ in equation_blocks(model))
+    names = design.fixed.names
+    notes = _checks(opt, design)
+    return MixedResults(
+        spec=design.spec, title=f"Mixed-effects {'REML' if reml else 'ML'} regression",
+        method="reml" if reml else "ml", nobs=design.n, depvar=design.spec.response,
+        fixed=FixedEffects(names, beta, vcov, design.fixed.omitted), equations=equations,
+        residual_var=sigma2, residual_se=2 * sigma2 * _se(nat.vcov, nat.free, len(nat.phi) - 1),
+        residual_phi_se=_se(nat.vcov, nat.free, len(nat.phi) - 1), loglik=loglik,
+        wald=wald_fixed(names, beta, vcov),
+        lr=lr_vs_linear(loglik, ols_loglik(design.X, design.y, reml), n_var),
+        k=model.p + n_var + 1, optsummary=opt, theta=opt.final, level=level,
+        sample_notes=_sample_notes(design), warnings=notes, options=dict(options or {}))
+
+
+def _se(vcov: np.ndarray, free: np.ndarray, i: int) -> float:
+    """SE of natural parameter i (NaN when it is on the boundary)."""
+    if not free[i]:
+        return np.nan
+    j = int(np.flatnonzero(free).tolist().index(i))
+    return float(np.sqrt(vcov[j, j]))
+
+
+def _equations(model, theta, sigma2, nat, blups) -> tuple[EquationResult, ...]:
+    blup_of = {}
+    for term, b in zip(model.terms, blups):
+        for eq, cs in zip(term.equations, term.col_slices):
+            blup_of[id(eq)] = b[:, cs]
+    free_idx = np.flatnonzero(nat.free)
+    out = []
+    for (eq, struct, sl), nsl in zip(equation_blocks(model), nat.slices):
+        lam = struct.to_lambda(theta[sl])
+        cov = sigma2 * lam @ lam.T
+        phi = nat.phi[nsl]
+        local = [i for i in range(nsl.start, nsl.stop) if nat.free[i]]
+        pos = [int(np.searchsorted(free_idx, i)) for i in local]
+        V = nat.vcov[np.ix_(pos, pos)]
+        phi_se = np.array([_se(nat.vcov, nat.free, i) for i in range(nsl.start, nsl.stop)])
+        se = np.full(cov.shape, np.nan)
+        if local:
+            def entries(sub: np.ndarray, phi=phi, local=local, nsl=nsl) -> np.ndarray:
+                full = phi.copy()
+                full[[i - nsl.start for i in local]] = sub
+                return struct.from_natural(full).ravel()
+            se = np.sqrt(np.diag(delta_vcov(entries, phi[[i - nsl.start for i in local]], V))).reshape(cov.shape)
+        counts = np.bincount(eq.refs, minlength=eq.n_groups)
+        out.append(EquationResult(
+            label=eq.label, names=eq.names, structure=struct.label, group_vars=eq.group_key,
+            count_key=eq.count_key, groups=eq.groups,
+            obs_per_group=(int(counts.min()), float(counts.mean()), int(counts.max())),
+            cov=cov, se=se, free_entries=_free_entries(struct.label, eq.k), phi=phi, phi_se=phi_se,
+            blups=blup_of[id(eq)]))
+    return tuple(out)
+
+
+def _free_entries(structure: str, k: int) -> np.ndarray:
+    if structure in ("Unstructured", "Exchangeable"):
+        return np.ones((k, k), dtype=bool)
+    return np.eye(k, dtype=bool)
+
+
+def _checks(opt: OptSummary, design: Design) -> tuple[str, ...]:
+    notes = []
+    if not opt.converged:
+        msg = (f"the optimizer stopped without converging ({opt.return_code}); try another "
+               "backend (optimizer='scipy') or rescale the covariates")
+        warnings.warn(msg, RuntimeWarning, stacklevel=3)
+        notes.append(msg)
+    if opt.boundary:
+        msg = ("a random-effects variance is estimated at zero (a boundary fit); "
+               "consider dropping that term")
+        warnings.warn(msg, RuntimeWarning, stacklevel=3)
+        notes.append(msg)
+    if design.fixed.omitted:
+        notes.append("omitted because of collinearity: " + ", ".join(design.fixed.omitted))
+    return tuple(notes)
+
+
+def _sample_notes(design: Design) -> tuple[str, ...]:
+    s = design.sample
+    notes = []
+    if s.n_excluded_if_in:
+        notes.append(f"{s.n_excluded_if_in} observations excluded by if/in")
+    if s.n_dropped_missing:
+        notes.append(f"{s.n_dropped_missing} observations dropped because of missing values")
+    return tuple(notes)

@@ -1,0 +1,229 @@
+"""The linear mixed model core: sufficient statistics once, profiled deviance per θ.
+
+Notation of Bates, Mächler, Bolker & Walker (2015), "Fitting Linear
+Mixed-Effects Models Using lme4", JSS 67(1) ("JSS"):  y | u ~ N(Xβ + ZΛu, σ²I),
+u ~ N(0, σ²I).  The cross-products of ``[Z X y]`` are formed once; each
+evaluation rescales them by Λ(θ) and refactors a blocked Cholesky factor
+(as MixedModels.jl ``updateL!``)::
+
+    [ Λ₁ᵀA₁₁Λ₁+I      .      ]   [ L₁₁   0  ]
+    [ Λ̃ᵀA₂₁Λ₁   Λ̃ᵀA₂₂Λ̃ + J ] = [ L₂₁  L₂₂ ] [ ... ]ᵀ
+
+Block 1 is the term with the most groups, block diagonal (one k×k block per
+group, factored in a batch); block 2 holds the other terms, X and y (dense,
+small), with J = I on the other terms' rows.  The last diagonal element of
+L₂₂ squared is the penalized residual sum of squares r²(θ).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.linalg
+from scipy import sparse
+
+from ..design import Design
+from .terms import RandomTerm, make_terms
+
+
+@dataclass
+class Factor:
+    """The blocked Cholesky factor at one θ."""
+
+    theta: np.ndarray
+    L11: np.ndarray          # (G₁, k₁, k₁) lower-triangular blocks
+    T: sparse.csr_matrix     # block diagonal Λ₁ L₁₁⁻ᵀ (q₁ × q₁)
+    L21: sparse.csr_matrix   # (m × q₁)
+    L22: np.ndarray          # (m × m) lower triangular
+    log_det_z: float         # log |L_Z|²  (the random-effects part)
+    log_det_x: float         # log |R_X|²  (the fixed-effects part)
+    pwrss: float             # r²(θ), penalized residual sum of squares
+
+
+class LinearMixedModel:
+    """A linear mixed model on a :class:`Design`, ready to evaluate the deviance.
+
+    Attributes
+    ----------
+    terms:      random-effects terms, most groups first
+    n, p:       observations and fixed-effect columns
+    reml:       whether :meth:`objective` is the REML criterion
+    """
+
+    def __init__(self, design: Design, reml: bool = False):
+        self.design = design
+        self.reml = reml
+        self.terms: list[RandomTerm] = make_terms(design.equations)
+        self.n, self.p = design.X.shape
+        self._theta_slices = _offsets([t.n_params for t in self.terms])
+        self._setup()
+
+    # --- sufficient statistics, computed once ---------------------------------
+    def _setup(self) -> None:
+        first, rest = self.terms[0], self.terms[1:]
+        D = self._centered(np.column_stack([self.design.X, self.design.y]))
+        self.q_rest = sum(t.q for t in rest)
+        self.m = self.q_rest + D.shape[1]
+        self.A11 = first.block_gram()
+        dense21 = first.cross_dense(D).reshape(D.shape[1], first.q)
+        if rest:
+            z_rest = sparse.hstack([t.zt_sparse() for t in rest]).tocsc()
+            z1 = first.zt_sparse()
+            a21 = sparse.vstack([(z_rest.T @ z1).tocsr(), sparse.csr_matrix(dense21)]).tocsr()
+            zd = np.asarray((z_rest.T @ D))
+            zz = (z_rest.T @ z_rest).toarray()
+            self.A22 = np.block([[zz, zd], [zd.T, D.T @ D]])
+        else:
+            a21 = sparse.csr_matrix(dense21)
+            self.A22 = D.T @ D
+        self.A21 = a21
+        k = first.k
+        g = np.arange(first.n_groups)
+        self._t_indptr = np.arange(0, first.q * k + 1, k)
+        self._t_indices = np.repeat(g * k, k * k) + np.tile(np.arange(k), first.n_groups * k)
+        self._rest_offsets = _offsets([t.q for t in rest])
+
+    def _centered(self, D: np.ndarray) -> np.ndarray:
+        """Center X and y around their means when X has ``_cons``.
+
+        An equivalent reparametrization (X_c = X C with C unit triangular, so
+        |R_X| and the deviance are unchanged) that avoids the cancellation in
+        yᵀy − ...; :meth:`solve` and :meth:`vcov_beta` map back with C.
+        """
+        names = self.design.fixed.names
+        self._C = np.eye(self.p)
+        if "_cons" not in names:
+            return D
+        cons = names.index("_cons")
+        means = D.mean(axis=0)
+        means[cons] = 0.0
+        self._C[cons, :] = -means[:self.p]
+        self._C[cons, cons] = 1.0
+        self._y_shift = means[-1]
+        out = D - means
+        return out
+
+    # --- parameters ------------------------------------------------------------
+    @property
+    def n_theta(self) -> int:
+        return sum(t.n_params for t in self.terms)
+
+    def theta_start(self) -> np.ndarray:
+        return np.concatenate([s.start() for t in self.terms for s in t.structures])
+
+    def theta_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        lower = np.concatenate([s.lower for t in self.terms for s in t.structures])
+        upper = np.concatenate([s.upper for t in self.terms for s in t.structures])
+        return lower, upper
+
+    def lambdas(self, theta: np.ndarray) -> list[np.ndarray]:
+        """Λ template of each term."""
+        return [t.lam(theta[s]) for t, s in zip(self.terms, self._theta_slices)]
+
+    # --- the factorization -------------------------------------------------------
+    def factor(self, theta: np.ndarray) -> Factor:
+        """Blocked Cholesky factor of the penalized system at θ."""
+        theta = np.asarray(theta, dtype=float)
+        lams = self.lambdas(theta)
+        lam1 = lams[0]
+        M = np.einsum("ji,gjk,kl->gil", lam1, self.A11, lam1)
+        M += np.eye(lam1.shape[0])
+        L11 = np.linalg.cholesky(M)
+        Tblk = lam1 @ np.linalg.inv(L11).transpose(0, 2, 1)
+        q1 = self.A11.shape[0] * lam1.shape[0]
+        T = sparse.csr_matrix((Tblk.ravel(), self._t_indices, self._t_indptr), shape=(q1, q1))
+        L21 = self.A21 @ T
+        A22 = self.A22
+        if self.q_rest:
+            lam_t = self._rest_lambda_t(lams[1:])
+            L21 = (lam_t @ L21).tocsr()
+            A22 = lam_t @ (lam_t @ A22).T
+        M22 = A22 - (L21 @ L21.T).toarray()
+        M22[np.arange(self.q_rest), np.arange(self.q_rest)] += 1.0
+        L22 = scipy.linalg.cholesky(M22, lower=True, check_finite=False)
+        d22 = np.diag(L22)
+        log_det_z = 2 * np.log(np.diagonal(L11, axis1=1, axis2=2)).sum() + 2 * np.log(d22[:self.q_rest]).sum()
+        log_det_x = 2 * np.log(d22[self.q_rest:-1]).sum()
+        return Factor(theta, L11, T, L21.tocsr(), L22, log_det_z, log_det_x, d22[-1] ** 2)
+
+    def _rest_lambda_t(self, lams: list[np.ndarray]) -> sparse.csr_matrix:
+        """Block-diagonal Λ̃ᵀ over the other terms' columns, identity on X and y."""
+        blocks = [sparse.kron(sparse.identity(t.n_groups), lam.T) for t, lam in zip(self.terms[1:], lams)]
+        blocks.append(sparse.identity(self.m - self.q_rest))
+        return sparse.block_diag(blocks, format="csr")
+
+    # --- the criterion -----------------------------------------------------------
+    @property
+    def dof(self) -> int:
+        """n for ML, n − p for REML."""
+        return self.n - self.p if self.reml else self.n
+
+    def deviance(self, f: Factor) -> float:
+        """Profiled deviance, JSS eq. 34 (ML) and eq. 41 (REML).
+
+        .. math:: d(θ) = \\log|L_θ|^2 [+ \\log|R_X|^2] + ν (1 + \\log(2π r^2(θ)/ν))
+        """
+        nu = self.dof
+        extra = f.log_det_x if self.reml else 0.0
+        return f.log_det_z + extra + nu * (1 + np.log(2 * np.pi * f.pwrss / nu))
+
+    def objective(self, theta: np.ndarray) -> float:
+        """−2 × profiled log (restricted) likelihood at θ; the optimizer's target."""
+        try:
+            return self.deviance(self.factor(theta))
+        except np.linalg.LinAlgError:
+            return np.inf
+
+    def loglik_at(self, f: Factor, sigma2: float) -> float:
+        """Log (restricted) likelihood at θ and σ², with β profiled out.
+
+        .. math:: ℓ = -\\tfrac12[\\log|L_θ|^2 (+\\log|R_X|^2) + ν\\log(2πσ^2) + r^2(θ)/σ^2]
+        """
+        extra = f.log_det_x if self.reml else 0.0
+        return -0.5 * (f.log_det_z + extra + self.dof * np.log(2 * np.pi * sigma2) + f.pwrss / sigma2)
+
+    # --- estimates at θ ----------------------------------------------------------
+    def sigma2(self, f: Factor) -> float:
+        """σ̂² = r²/ν."""
+        return f.pwrss / self.dof
+
+    def solve(self, f: Factor) -> tuple[np.ndarray, list[np.ndarray]]:
+        """β̂ and the conditional modes b̂ (per term, shape (G, k)) at θ.
+
+        Back-substitution in Lᵀ [u; β] = ℓ, where ℓ is the last row of L
+        (JSS §3.5), then b = Λu.
+        """
+        L22 = f.L22
+        x2 = scipy.linalg.solve_triangular(L22[:-1, :-1].T, L22[-1, :-1], lower=False)
+        beta = self._C @ x2[self.q_rest:]
+        if "_cons" in self.design.fixed.names:
+            beta[self.design.fixed.names.index("_cons")] += self._y_shift
+        rhs1 = np.asarray(f.L21[-1].todense()).ravel() - f.L21[:-1].T @ x2
+        G, k, _ = f.L11.shape
+        u1 = np.linalg.solve(f.L11.transpose(0, 2, 1), rhs1.reshape(G, k, 1))[..., 0]
+        lams = self.lambdas(f.theta)
+        b = [u1 @ lams[0].T]
+        for t, lam, off in zip(self.terms[1:], lams[1:], self._rest_offsets):
+            u = x2[off.start:off.stop].reshape(t.n_groups, t.k)
+            b.append(u @ lam.T)
+        return beta, b
+
+    def vcov_beta(self, f: Factor, sigma2: float) -> np.ndarray:
+        """Var(β̂) = σ² (R_X R_Xᵀ)⁻¹ = (Xᵀ V⁻¹ X)⁻¹."""
+        RX = f.L22[self.q_rest:-1, self.q_rest:-1]
+        inv = scipy.linalg.solve_triangular(RX, np.eye(self.p), lower=True)
+        return sigma2 * self._C @ inv.T @ inv @ self._C.T
+
+
+def _offsets(sizes: list[int]) -> list[slice]:
+    edges = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
+    return [slice(a, b) for a, b in zip(edges[:-1], edges[1:])]
+
+
+def equation_blocks(model: LinearMixedModel) -> list[tuple[object, object, slice]]:
+    """(equation, structure, slice of θ) for each equation, in the spec's order."""
+    out = []
+    for term, tslice in zip(model.terms, model._theta_slices):
+        for eq, struct, ps in zip(term.equations, term.structures, term.param_slices):
+            out.append((eq, struct, slice(tslice.start + ps.start, tslice.start + ps.stop)))
+    return sorted(out, key=lambda e: model.design.equations.index(e[0]))

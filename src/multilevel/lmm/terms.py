@@ -1,0 +1,84 @@
+"""Random-effects terms of the LMM: equations that share a grouping factor.
+
+Equations with the same grouping variables (lme4 ``(1|g) + (0+x|g)``, Stata
+repeated levels) form one term whose Λ is block diagonal, so every term's
+ZᵀZ block is block diagonal with one k×k block per group.
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy import sparse
+
+from ..covariance import make
+from ..design.random import ReEquation
+
+
+class RandomTerm:
+    """One grouping factor: codes, the n×k values ``z`` and Λ(θ).
+
+    Λ is the block-diagonal combination of the equations' structures
+    (Bates et al. 2015, JSS 67(1), eq. 4: Λ_θ repeats this k×k template
+    over the groups).
+    """
+
+    def __init__(self, equations: list[ReEquation]):
+        self.equations = equations
+        self.refs = equations[0].refs
+        self.n_groups = equations[0].n_groups
+        self.z = np.column_stack([eq.z for eq in equations])
+        self.k = self.z.shape[1]
+        self.structures = [make(eq.covariance, eq.k) for eq in equations]
+        self.col_slices = _slices([eq.k for eq in equations])
+        self.param_slices = _slices([s.n_params for s in self.structures])
+        self.n_params = sum(s.n_params for s in self.structures)
+
+    @property
+    def q(self) -> int:
+        return self.n_groups * self.k
+
+    def lam(self, theta: np.ndarray) -> np.ndarray:
+        """k×k lower-triangular template Λ for this term's θ."""
+        out = np.zeros((self.k, self.k))
+        for s, cs, ps in zip(self.structures, self.col_slices, self.param_slices):
+            out[cs, cs] = s.to_lambda(theta[ps])
+        return out
+
+    def zt_sparse(self) -> sparse.csc_matrix:
+        """The n×q matrix Z of this term (for cross-products between terms)."""
+        n = len(self.refs)
+        rows = np.repeat(np.arange(n), self.k)
+        cols = (self.refs[:, None].astype(np.int64) * self.k + np.arange(self.k)).ravel()
+        return sparse.csc_matrix((self.z.ravel(), (rows, cols)), shape=(n, self.q))
+
+    def block_gram(self, w: np.ndarray | None = None) -> np.ndarray:
+        """ZᵀZ as (G, k, k) blocks: Σ_{i in g} z_i z_iᵀ."""
+        zw = self.z if w is None else self.z * w[:, None]
+        out = np.empty((self.n_groups, self.k, self.k))
+        for a in range(self.k):
+            for b in range(a, self.k):
+                s = np.bincount(self.refs, weights=zw[:, a] * self.z[:, b], minlength=self.n_groups)
+                out[:, a, b] = out[:, b, a] = s
+        return out
+
+    def cross_dense(self, D: np.ndarray) -> np.ndarray:
+        """Dᵀ Z as (m, G, k): Σ_{i in g} D_i z_iᵀ, one pass per column pair."""
+        m = D.shape[1]
+        out = np.empty((m, self.n_groups, self.k))
+        for j in range(m):
+            for a in range(self.k):
+                out[j, :, a] = np.bincount(self.refs, weights=D[:, j] * self.z[:, a], minlength=self.n_groups)
+        return out
+
+
+def _slices(sizes: list[int]) -> list[slice]:
+    edges = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
+    return [slice(a, b) for a, b in zip(edges[:-1], edges[1:])]
+
+
+def make_terms(equations: tuple[ReEquation, ...]) -> list[RandomTerm]:
+    """Group equations by grouping variables; largest number of groups first."""
+    by_key: dict[tuple[str, ...], list[ReEquation]] = {}
+    for eq in equations:
+        by_key.setdefault(eq.group_key, []).append(eq)
+    terms = [RandomTerm(eqs) for eqs in by_key.values()]
+    return sorted(terms, key=lambda t: -t.n_groups)

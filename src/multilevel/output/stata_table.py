@@ -1,0 +1,144 @@
+"""Stata's text output of ``mixed``: header, coefficient table, random-effects table.
+
+Layout as Stata 17 prints it (78 columns; [ME] mixed, Remarks and examples).
+"""
+from __future__ import annotations
+
+import re
+
+from .rows import equation_rows, residual_row
+from .stata_fmt import fmt_f, fmt_g
+
+WIDTH = 78
+LINE = "-" * WIDTH
+
+
+def abbreviate(name: str, width: int) -> str:
+    """Stata's ``abbrev()``: keep the start and the last character around ``~``."""
+    return name if len(name) <= width else name[:width - 2] + "~" + name[-1]
+
+
+def _right(label: str, text: str) -> str:
+    """A header line with ``label`` at column 49 and ``=`` at column 67."""
+    return f"{'':48}{label:<18}={text:>11}"
+
+
+def _pair(left: str, label: str, text: str) -> str:
+    return f"{left:<48}{label:<18}={text:>11}"
+
+
+def header(res) -> list[str]:
+    lines = [_pair(res.title, "Number of obs", f"{res.nobs:,}")]
+    levels = _group_levels(res)
+    if len(levels) == 1:
+        name, n, (lo, avg, hi) = levels[0]
+        lines.append(_pair(f"Group variable: {name}", "Number of groups", f"{n:,}"))
+        lines += [f"{'':48}Obs per group:",
+                  f"{'':62}min ={lo:>11,}", f"{'':62}avg ={avg:>11.1f}", f"{'':62}max ={hi:>11,}", ""]
+    elif levels and not res.options.get("nogroup"):
+        lines += ["", "-" * 61, "                |     No. of       Observations per group",
+                  " Group variable |     groups    Minimum    Average    Maximum", "----------------+" + "-" * 44]
+        for name, n, (lo, avg, hi) in levels:
+            lines.append(f"{abbreviate(name, 15):>15} |{n:>11,}{lo:>11,}{avg:>11.1f}{hi:>11,}")
+        lines += ["-" * 61, ""]
+    wald = res.wald
+    df_text = f"Wald chi2({wald.df})"
+    lines.append(_right(df_text, fmt_f(wald.stat, 10, 2) if wald.df else "."))
+    ll_label = "Log restricted-likelihood" if res.method == "reml" else "Log likelihood"
+    p_text = fmt_f(wald.pvalue, 10, 4) if wald.df else "."
+    lines.append(_pair(f"{ll_label} = {fmt_g(res.loglik, 10).strip()}", "Prob > chi2", p_text))
+    return lines
+
+
+def _group_levels(res) -> list[tuple[str, int, tuple[int, float, int]]]:
+    """Distinct grouping levels (``_all`` once) with counts, top level first."""
+    seen, out = set(), []
+    for e in res.equations:
+        key = e.group_vars if not e.names[0].startswith("R.") else ("_all",)
+        name = "_all" if key == ("_all",) else e.label
+        if key in seen:
+            continue
+        seen.add(key)
+        if key == ("_all",):
+            out.append((name, 1, (res.nobs, float(res.nobs), res.nobs)))
+        else:
+            out.append((name, e.n_groups, e.obs_per_group))
+    return out
+
+
+def coefficient_table(res) -> list[str]:
+    fe = res.fixed_effects
+    lvl = f"{res.level:g}"
+    lines = [LINE, f"{abbreviate(res.depvar, 12):>12} | Coefficient  Std. err.      z    P>|z|     "
+             f"[{lvl}% conf. interval]", "-" * 13 + "+" + "-" * 64]
+    previous_group = None
+    for name, row in fe.iterrows():
+        group, label = _factor_parts(name)
+        if group != previous_group and (group or previous_group) and len(lines) > 3:
+            lines.append(f"{'':12} |")
+        if group and group != previous_group:
+            lines.append(f"{abbreviate(group, 12):>12} |")
+        previous_group = group
+        text = f"{label:>11}  |" if group else f"{abbreviate(label, 12):>12} |"
+        lines.append(text + f"  {fmt_g(row.estimate)}  {fmt_g(row.se)}{fmt_f(row.z, 9, 2)}"
+                            f"{fmt_f(row.p, 8, 3)}    {fmt_g(row.ci_lower)}   {fmt_g(row.ci_upper)}")
+    for name in res.fixed.omitted:
+        lines.append(f"{abbreviate(name, 12):>12} |          0  (omitted)")
+    lines.append(LINE)
+    return lines
+
+
+def _factor_parts(name: str) -> tuple[str | None, str]:
+    """``1.male#c.age`` -> (``male#c.age``, ``1``); ``age`` -> (None, ``age``)."""
+    pieces = name.split("#")
+    levels = [re.match(r"^([^.]+)\.(.+)$", p) for p in pieces]
+    factor = [m for m in levels if m and m.group(1) != "c"]
+    if not factor:
+        return None, name
+    group = "#".join(m.group(2) if (m and m.group(1) != "c") else p for m, p in zip(levels, pieces))
+    return group, " ".join(m.group(1) for m in factor)
+
+
+def random_table(res, stddev: bool) -> list[str]:
+    lvl = f"{res.level:g}"
+    sep = "-" * 29 + "+" + "-" * 48
+    lines = [LINE, f"  Random-effects parameters  |   Estimate   Std. err.     [{lvl}% conf. interval]", sep]
+    for e in res.equations:
+        lines.append(f"{(e.label + ': ' + e.structure)[:29]:<29}|")
+        lines += [_random_line(r) for r in equation_rows(e, res.level, stddev)]
+        lines.append(sep)
+    lines += [_random_line(residual_row(res, stddev)), LINE]
+    return lines
+
+
+def _random_line(r) -> str:
+    return (f"{abbreviate(r.name, 28):>28} |  {fmt_g(r.estimate)}  {fmt_g(r.se)}"
+            f"     {fmt_g(r.lower)}   {fmt_g(r.upper)}")
+
+
+def lr_line(res) -> list[str]:
+    lr = res.lr
+    if lr.kind == "chibar2":
+        left = f"LR test vs. linear model: chibar2(01) = {lr.stat:.2f}"
+        return [f"{left:<54}Prob >= chibar2 = {lr.pvalue:.4f}"]
+    left = f"LR test vs. linear model: chi2({lr.df}) = {lr.stat:.2f}"
+    return [f"{left:<54}Prob > chi2 = {lr.pvalue:.4f}", "",
+            "Note: LR test is conservative and provided only for reference."]
+
+
+def render(res, stddeviations: bool = False, noheader: bool = False, nofetable: bool = False,
+           noretable: bool = False, **_ignored) -> str:
+    """The whole Stata output as one string."""
+    out: list[str] = []
+    if not noheader:
+        out += header(res) + [""]
+    if not nofetable:
+        out += coefficient_table(res) + [""]
+    if not noretable:
+        out += random_table(res, bool(stddeviations))
+    if res.lr.df and not res.options.get("nolrtest"):
+        out += lr_line(res)
+    for note in res.warnings:
+        out += ["", f"Note: {note}"]
+    return "\n".join(out).rstrip("\n") + "\n"
+

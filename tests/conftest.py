@@ -1,0 +1,26 @@
+"""Shared fixtures: data sets and reference cases shipped with the tests."""
+from __future__ import annotations
+
+import json
+import pathlib
+
+import pandas as pd
+import pytest
+
+HERE = pathlib.Path(__file__).parent
+DATA = HERE / "data"
+CASES = HERE / "conformance" / "cases"
+
+
+def load_data(name: str) -> pd.DataFrame:
+    return pd.read_csv(DATA / name)
+
+
+def load_cases(klass: str) -> list[dict]:
+    cases = [json.loads(p.read_text()) for p in sorted(CASES.glob("*.json"))]
+    return [c for c in cases if c["class"] == klass]
+
+
+@pytest.fixture(scope="session")
+def pig() -> pd.DataFrame:
+    return load_data("pig.csv")
