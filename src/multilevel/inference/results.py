@@ -83,6 +83,7 @@ class MixedResults:
     sample_notes: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
     options: dict = field(default_factory=dict)
+    design: Any = None            # the Design fitted (for predictions and postestimation)
 
     # --- summaries ---------------------------------------------------------------
     @property

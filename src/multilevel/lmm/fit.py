@@ -43,7 +43,7 @@ def fit(design: Design, reml: bool = False, backend: str = "nlopt", level: float
         wald=wald_fixed(names, beta, vcov),
         lr=lr_vs_linear(loglik, ols_loglik(design.X, design.y, reml), n_var),
         k=model.p + n_var + 1, optsummary=opt, theta=opt.final, level=level,
-        sample_notes=_sample_notes(design), warnings=notes, options=dict(options or {}))
+        sample_notes=_sample_notes(design), warnings=notes, options=dict(options or {}), design=design)
 
 
 def _se(vcov: np.ndarray, free: np.ndarray, i: int) -> float:
