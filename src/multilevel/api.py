@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from . import design as _design
@@ -61,7 +62,7 @@ def _fit_spec(spec: ModelSpec, data: pd.DataFrame):
 def _check_design(design) -> None:
     from .spec.errors import DataError
 
-    if len(set(design.y.tolist())) < 2:
+    if np.ptp(design.y) == 0:
         raise DataError(f"dependent variable '{design.spec.response}' is constant in the estimation sample")
     for eq in design.equations:
         if eq.n_groups < 2 and eq.group_key:

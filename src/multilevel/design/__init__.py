@@ -43,7 +43,10 @@ def build(spec: ModelSpec, data: pd.DataFrame) -> Design:
         raise DataError(f"data must be a pandas DataFrame, not {type(data).__name__}")
     used = [spec.response] + fixed.variables(spec.fixed) + random.variables(spec.levels)
     sample = select(data, list(dict.fromkeys(used)), spec.if_expr, spec.in_range)
-    frame = data.iloc[sample.rows].reset_index(drop=True)
+    if sample.n_used == len(data):
+        frame = data.reset_index(drop=True) if not isinstance(data.index, pd.RangeIndex) else data
+    else:
+        frame = data.iloc[sample.rows].reset_index(drop=True)
     y = _response(frame, spec.response)
     fx = fixed.build(spec.fixed, spec.constant, frame)
     equations = tuple(random.build(spec.levels, frame))

@@ -5,6 +5,7 @@ Columns linearly dependent on earlier ones are omitted (Stata's ``_rmcoll``:
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,36 +22,74 @@ class FixedTerm:
     X: np.ndarray
     names: tuple[str, ...]
     omitted: tuple[str, ...]
-    model_spec: object | None  # formulaic ModelSpec, to rebuild X on new data
+    model_spec: object | None  # formulaic ModelSpec (None when X is plain columns)
+    columns: tuple[str, ...] = ()  # all columns before omission, Stata names
+
+    def matrix(self, data: pd.DataFrame) -> np.ndarray:
+        """X for new data: the same columns (omitted ones left out), same encoding."""
+        if self.model_spec is None:
+            X = _plain_columns(data, [c for c in self.columns if c != "_cons"], "_cons" in self.columns)
+        else:
+            mm = self.model_spec.get_model_matrix(_categoricals_as_int(data, str(self.model_spec.formula)))
+            X = _cons_last(np.asarray(mm, dtype=float), [stata_name(c) for c in mm.columns])[0]
+        keep = [c in self.names for c in self.columns]
+        return X[:, keep]
 
 
 def variables(formula: str) -> list[str]:
     """Data columns a formulaic right-hand side uses."""
     if not formula.strip():
         return []
+    terms = [t.strip() for t in formula.split("+")]
+    if all(_PLAIN.match(t) for t in terms):
+        return list(dict.fromkeys(terms))
     from formulaic import Formula
 
     return sorted(str(v) for v in Formula(formula).required_variables)
 
 
 def build(formula: str, constant: bool, frame: pd.DataFrame) -> FixedTerm:
-    """X for ``formula`` on ``frame`` with Stata names, ``_cons`` last."""
+    """X for ``formula`` on ``frame`` with Stata names, ``_cons`` last.
+
+    A formula of plain variable names is read straight from the columns;
+    anything else (factors, interactions, transforms) goes through formulaic.
+    """
     for var in variables(formula):
         if not _numeric(frame[var]) and f"C({var}" not in formula:
             raise DataError(f"variable '{var}' is not numeric; use i.{var} for a categorical variable")
-    rhs = (formula if formula.strip() else "1") + ("" if constant else " - 1")
-    from formulaic import model_matrix
+    plain = [t.strip() for t in formula.split("+")] if formula.strip() else []
+    if all(_PLAIN.match(t) for t in plain):
+        model_spec = None
+        X = _plain_columns(frame, plain, constant)
+        cols = plain + (["_cons"] if constant else [])
+    else:
+        rhs = (formula if formula.strip() else "1") + ("" if constant else " - 1")
+        from formulaic import model_matrix
 
-    mm = model_matrix(rhs, _categoricals_as_int(frame, formula), na_action="raise")
-    cols = [stata_name(c) for c in mm.columns]
-    X = np.asarray(mm, dtype=float)
-    if "_cons" in cols:
-        i = cols.index("_cons")
-        order = [j for j in range(len(cols)) if j != i] + [i]
-        X, cols = X[:, order], [cols[j] for j in order]
+        mm = model_matrix(rhs, _categoricals_as_int(frame, formula), na_action="raise")
+        model_spec = mm.model_spec
+        X, cols = _cons_last(np.asarray(mm, dtype=float), [stata_name(c) for c in mm.columns])
     keep = _independent_columns(X, prefer_last=constant)
     omitted = tuple(c for c, k in zip(cols, keep) if not k)
-    return FixedTerm(X[:, keep], tuple(c for c, k in zip(cols, keep) if k), omitted, mm.model_spec)
+    return FixedTerm(X[:, keep], tuple(c for c, k in zip(cols, keep) if k), omitted, model_spec, tuple(cols))
+
+
+_PLAIN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _plain_columns(frame: pd.DataFrame, names: list[str], constant: bool) -> np.ndarray:
+    cols = [frame[n].to_numpy(dtype=float) for n in names]
+    if constant:
+        cols.append(np.ones(len(frame)))
+    return np.column_stack(cols) if cols else np.zeros((len(frame), 0))
+
+
+def _cons_last(X: np.ndarray, cols: list[str]) -> tuple[np.ndarray, list[str]]:
+    if "_cons" not in cols:
+        return X, cols
+    i = cols.index("_cons")
+    order = [j for j in range(len(cols)) if j != i] + [i]
+    return X[:, order], [cols[j] for j in order]
 
 
 def _numeric(series: pd.Series) -> bool:
@@ -72,21 +111,22 @@ def _independent_columns(X: np.ndarray, prefer_last: bool, tol: float = 1e-9) ->
     """Mask of columns kept when each is checked against those kept before it.
 
     With a constant, ``_cons`` (the last column) is checked first, as Stata
-    keeps the constant and omits a later collinear variable.
+    keeps the constant and omits a later collinear variable.  A column is
+    dependent when |R_jj| of the QR factorization, in that order, is below
+    ``tol`` times its norm; after dropping one, the rest is checked again.
     """
+    import scipy.linalg
+
     p = X.shape[1]
     order = ([p - 1] + list(range(p - 1))) if (prefer_last and p) else list(range(p))
     keep = np.zeros(p, dtype=bool)
-    basis = np.zeros((X.shape[0], 0))
-    for j in order:
-        col = X[:, j]
-        norm = np.linalg.norm(col)
-        if norm == 0:
-            continue
-        resid = col
-        for _ in range(2):  # Gram-Schmidt twice keeps the basis orthogonal
-            resid = resid - basis @ (basis.T @ resid)
-        if np.linalg.norm(resid) > tol * norm:
-            basis = np.column_stack([basis, resid / np.linalg.norm(resid)])
-            keep[j] = True
+    candidates = [j for j in order if np.any(X[:, j] != 0)]
+    while candidates:
+        R = scipy.linalg.qr(X[:, candidates], mode="r", check_finite=False)[0]
+        norms = np.linalg.norm(X[:, candidates], axis=0)
+        bad = np.flatnonzero(np.abs(np.diag(R)[:len(candidates)]) <= tol * norms)
+        if not len(bad):
+            keep[candidates] = True
+            break
+        del candidates[bad[0]]
     return keep

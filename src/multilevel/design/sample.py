@@ -52,7 +52,9 @@ def select(data: pd.DataFrame, variables: list[str], if_expr: str | None,
     if if_expr:
         keep &= _if_mask(data, if_expr)
     n_if_in = int((~keep).sum())
-    complete = data[variables].notna().all(axis=1).to_numpy()
+    complete = np.ones(len(data), dtype=bool)
+    for var in variables:
+        complete &= data[var].notna().to_numpy()
     n_missing = int((keep & ~complete).sum())
     rows = np.flatnonzero(keep & complete)
     if len(rows) == 0:

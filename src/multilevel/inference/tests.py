@@ -31,19 +31,20 @@ def wald_fixed(names: tuple[str, ...], beta: np.ndarray, vcov: np.ndarray) -> Te
     return TestResult(stat, len(idx), float(stats.chi2.sf(stat, len(idx))))
 
 
-def ols_loglik(X: np.ndarray, y: np.ndarray, reml: bool) -> float:
+def ols_loglik(gram: np.ndarray, n: int, reml: bool) -> float:
     """Log likelihood of the linear regression of y on X (restricted if ``reml``).
 
+    ``gram`` is [X y]ᵀ[X y]; its Cholesky factor gives RSS (the last diagonal
+    element squared) and log|XᵀX|.
     ML: −n/2 (1 + log(2π RSS/n)).  REML: −(n−p)/2 (1 + log(2π RSS/(n−p))) − ½ log|XᵀX|.
     """
-    n, p = X.shape
-    beta, *_ = np.linalg.lstsq(X, y, rcond=None)
-    rss = float(np.sum((y - X @ beta) ** 2))
+    p = gram.shape[0] - 1
+    d = np.diag(np.linalg.cholesky(gram))
+    rss = d[-1] ** 2
     if not reml:
         return -0.5 * n * (1 + np.log(2 * np.pi * rss / n))
     nu = n - p
-    logdet = np.linalg.slogdet(X.T @ X)[1] if p else 0.0
-    return -0.5 * nu * (1 + np.log(2 * np.pi * rss / nu)) - 0.5 * logdet
+    return -0.5 * nu * (1 + np.log(2 * np.pi * rss / nu)) - np.log(d[:-1]).sum()
 
 
 def lr_vs_linear(loglik: float, loglik0: float, df: int) -> TestResult:

@@ -41,7 +41,7 @@ def fit(design: Design, reml: bool = False, backend: str = "nlopt", level: float
         residual_var=sigma2, residual_se=2 * sigma2 * _se(nat.vcov, nat.free, len(nat.phi) - 1),
         residual_phi_se=_se(nat.vcov, nat.free, len(nat.phi) - 1), loglik=loglik,
         wald=wald_fixed(names, beta, vcov),
-        lr=lr_vs_linear(loglik, ols_loglik(design.X, design.y, reml), n_var),
+        lr=lr_vs_linear(loglik, ols_loglik(model.A22[model.q_rest:, model.q_rest:], model.n, reml), n_var),
         k=model.p + n_var + 1, optsummary=opt, theta=opt.final, level=level,
         sample_notes=_sample_notes(design), warnings=notes, options=dict(options or {}), design=design)
 

@@ -21,8 +21,10 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.linalg
 from scipy import sparse
+from scipy.linalg.lapack import dpotrf
 
 from ..design import Design
+from ..linalg import batched
 from .terms import RandomTerm, make_terms
 
 
@@ -32,8 +34,8 @@ class Factor:
 
     theta: np.ndarray
     L11: np.ndarray          # (G₁, k₁, k₁) lower-triangular blocks
-    T: sparse.csr_matrix     # block diagonal Λ₁ L₁₁⁻ᵀ (q₁ × q₁)
-    L21: sparse.csr_matrix   # (m × q₁)
+    L21Z: sparse.csr_matrix | None  # rows of the other terms (q_rest × q₁)
+    L21D: np.ndarray         # rows of X and y (p+1 × q₁)
     L22: np.ndarray          # (m × m) lower triangular
     log_det_z: float         # log |L_Z|²  (the random-effects part)
     log_det_x: float         # log |R_X|²  (the fixed-effects part)
@@ -65,23 +67,21 @@ class LinearMixedModel:
         self.q_rest = sum(t.q for t in rest)
         self.m = self.q_rest + D.shape[1]
         self.A11 = first.block_gram()
-        dense21 = first.cross_dense(D).reshape(D.shape[1], first.q)
+        self.A21D = first.cross_dense(D)  # (p+1, G1, k1): [X y]ᵀ Z₁ by group
+        self.A21Z = None                   # other terms' Zᵀ Z₁, sparse
         if rest:
             z_rest = sparse.hstack([t.zt_sparse() for t in rest]).tocsc()
-            z1 = first.zt_sparse()
-            a21 = sparse.vstack([(z_rest.T @ z1).tocsr(), sparse.csr_matrix(dense21)]).tocsr()
-            zd = np.asarray((z_rest.T @ D))
-            zz = (z_rest.T @ z_rest).toarray()
-            self.A22 = np.block([[zz, zd], [zd.T, D.T @ D]])
+            self.A21Z = (z_rest.T @ first.zt_sparse()).tocsr()
+            zd = np.asarray(z_rest.T @ D)
+            self.A22 = np.block([[(z_rest.T @ z_rest).toarray(), zd], [zd.T, D.T @ D]])
         else:
-            a21 = sparse.csr_matrix(dense21)
             self.A22 = D.T @ D
-        self.A21 = a21
         k = first.k
         g = np.arange(first.n_groups)
         self._t_indptr = np.arange(0, first.q * k + 1, k)
         self._t_indices = np.repeat(g * k, k * k) + np.tile(np.arange(k), first.n_groups * k)
         self._rest_offsets = _offsets([t.q for t in rest])
+        self._rest_diag = np.arange(self.q_rest)
 
     def _centered(self, D: np.ndarray) -> np.ndarray:
         """Center X and y around their means when X has ``_cons``.
@@ -122,29 +122,31 @@ class LinearMixedModel:
 
     # --- the factorization -------------------------------------------------------
     def factor(self, theta: np.ndarray) -> Factor:
-        """Blocked Cholesky factor of the penalized system at θ."""
+        """Blocked Cholesky factor of the penalized system at θ (MixedModels.jl ``updateL!``)."""
         theta = np.asarray(theta, dtype=float)
         lams = self.lambdas(theta)
-        lam1 = lams[0]
-        M = np.einsum("ji,gjk,kl->gil", lam1, self.A11, lam1)
-        M += np.eye(lam1.shape[0])
-        L11 = np.linalg.cholesky(M)
-        Tblk = lam1 @ np.linalg.inv(L11).transpose(0, 2, 1)
-        q1 = self.A11.shape[0] * lam1.shape[0]
-        T = sparse.csr_matrix((Tblk.ravel(), self._t_indices, self._t_indptr), shape=(q1, q1))
-        L21 = self.A21 @ T
-        A22 = self.A22
+        L11, Tblk = _block_cholesky(self.A11, lams[0])
+        md, G, k = self.A21D.shape
+        L21D = batched.right_multiply(self.A21D, Tblk).reshape(md, G * k)
         if self.q_rest:
+            T = sparse.csr_matrix((Tblk.ravel(), self._t_indices, self._t_indptr),
+                                  shape=(G * k, G * k))
             lam_t = self._rest_lambda_t(lams[1:])
-            L21 = (lam_t @ L21).tocsr()
-            A22 = lam_t @ (lam_t @ A22).T
-        M22 = A22 - (L21 @ L21.T).toarray()
-        M22[np.arange(self.q_rest), np.arange(self.q_rest)] += 1.0
-        L22 = scipy.linalg.cholesky(M22, lower=True, check_finite=False)
+            L21Z = (lam_t[:self.q_rest, :self.q_rest] @ (self.A21Z @ T)).tocsr()
+            A22 = lam_t @ (lam_t @ self.A22).T
+            zd = np.asarray(L21Z @ L21D.T)
+            C = np.block([[(L21Z @ L21Z.T).toarray(), zd], [zd.T, L21D @ L21D.T]])
+        else:
+            L21Z, A22, C = None, self.A22, L21D @ L21D.T
+        M22 = A22 - C
+        M22[self._rest_diag, self._rest_diag] += 1.0
+        L22, info = dpotrf(M22, lower=1, clean=1, overwrite_a=1)
+        if info:
+            raise np.linalg.LinAlgError("the penalized system is not positive definite")
         d22 = np.diag(L22)
         log_det_z = 2 * np.log(np.diagonal(L11, axis1=1, axis2=2)).sum() + 2 * np.log(d22[:self.q_rest]).sum()
         log_det_x = 2 * np.log(d22[self.q_rest:-1]).sum()
-        return Factor(theta, L11, T, L21.tocsr(), L22, log_det_z, log_det_x, d22[-1] ** 2)
+        return Factor(theta, L11, L21Z, L21D, L22, log_det_z, log_det_x, d22[-1] ** 2)
 
     def _rest_lambda_t(self, lams: list[np.ndarray]) -> sparse.csr_matrix:
         """Block-diagonal Λ̃ᵀ over the other terms' columns, identity on X and y."""
@@ -198,7 +200,9 @@ class LinearMixedModel:
         beta = self._C @ x2[self.q_rest:]
         if "_cons" in self.design.fixed.names:
             beta[self.design.fixed.names.index("_cons")] += self._y_shift
-        rhs1 = np.asarray(f.L21[-1].todense()).ravel() - f.L21[:-1].T @ x2
+        rhs1 = f.L21D[-1] - f.L21D[:-1].T @ x2[self.q_rest:]
+        if f.L21Z is not None:
+            rhs1 = rhs1 - f.L21Z.T @ x2[:self.q_rest]
         G, k, _ = f.L11.shape
         u1 = np.linalg.solve(f.L11.transpose(0, 2, 1), rhs1.reshape(G, k, 1))[..., 0]
         lams = self.lambdas(f.theta)
@@ -213,6 +217,20 @@ class LinearMixedModel:
         RX = f.L22[self.q_rest:-1, self.q_rest:-1]
         inv = scipy.linalg.solve_triangular(RX, np.eye(self.p), lower=True)
         return sigma2 * self._C @ inv.T @ inv @ self._C.T
+
+
+def _block_cholesky(A11: np.ndarray, lam: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """L₁₁ = chol(ΛᵀA_gΛ + I) per group and T_g = Λ L_g⁻ᵀ, batched over groups."""
+    k = lam.shape[0]
+    if k == 1:  # scalar term: the blocks are numbers
+        L = np.sqrt(lam[0, 0] ** 2 * A11 + 1.0)
+        return L, lam[0, 0] / L
+    M = batched.congruence(A11, lam)
+    M += np.eye(k)
+    L = batched.cholesky(M)
+    G = A11.shape[0]
+    # T_g = Λ L_g⁻ᵀ, formed as (L_g⁻¹ Λᵀ)ᵀ with one tall matrix product
+    return L, (batched.tri_inverse(L).reshape(G * k, k) @ lam.T).reshape(G, k, k).transpose(0, 2, 1)
 
 
 def _offsets(sizes: list[int]) -> list[slice]:

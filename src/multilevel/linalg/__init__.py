@@ -1,0 +1,1 @@
+"""Linear-algebra kernels on blocked matrices."""
