@@ -28,8 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     except (SpecError, DataError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if args.log or not res.options.get("nolog", False) and args.log:
-        print("\n".join(res.optsummary.iteration_log()) + "\n")
+    if args.log:
+        print(res.iteration_log() + "\n")
     print(res)
     return 0
 

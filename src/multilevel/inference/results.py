@@ -145,6 +145,12 @@ class MixedResults:
 
         return render(self, **{**self.options, **options})
 
+    def iteration_log(self) -> str:
+        """Stata-style iteration log of the optimization (``Iteration 0:  log likelihood = ...``)."""
+        from ..output.iterlog import iteration_log
+
+        return "\n".join(iteration_log(self.optsummary, self.method == "reml"))
+
     def __str__(self) -> str:
         return self.table()
 

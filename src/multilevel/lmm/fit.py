@@ -23,7 +23,13 @@ def fit(design: Design, reml: bool = False, backend: str = "nlopt", level: float
         options: dict | None = None) -> MixedResults:
     """Fit ``design`` by ML or REML and return frozen :class:`MixedResults`."""
     model = LinearMixedModel(design, reml=reml)
-    opt = optimize(model, backend)
+    return results_at(model, optimize(model, backend), level, options)
+
+
+def results_at(model: LinearMixedModel, opt: OptSummary, level: float = 95.0,
+               options: dict | None = None) -> MixedResults:
+    """Results at the optimizer's final θ (any θ, for output tests at fixed parameters)."""
+    design, reml = model.design, model.reml
     factor = model.factor(opt.final)
     sigma2 = model.sigma2(factor)
     beta, blups = model.solve(factor)
