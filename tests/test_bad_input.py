@@ -97,3 +97,29 @@ def test_if_and_in_qualifiers(pig):
     first = ml.fit("mixed weight week in 1/180 || id:", data=pig)
     ref = ml.mixed("weight week || id:", data=pig.iloc[:180].reset_index(drop=True))
     assert first.loglik == pytest.approx(ref.loglik, abs=1e-9)
+
+
+def test_boundary_fit_is_reported_and_still_tabled():
+    """Within-group-centred noise: the ML group variance is exactly at zero."""
+    rng = np.random.default_rng(3)
+    g = np.repeat(np.arange(30), 10)
+    x = rng.standard_normal(300)
+    e = rng.standard_normal(300)
+    e -= pd.Series(e).groupby(g).transform("mean").to_numpy()
+    df = pd.DataFrame({"y": 1 + x + e, "x": x, "g": g})
+    with pytest.warns(RuntimeWarning, match="boundary"):
+        res = ml.mixed("y x || g:", data=df)
+    assert res.equations[0].cov[0, 0] == 0.0
+    assert res.lr.stat == pytest.approx(0.0, abs=1e-8)
+    # at the boundary the fit is the linear regression: same β as least squares
+    X = np.column_stack([x, np.ones(300)])
+    np.testing.assert_allclose(res.fixed.coef, np.linalg.lstsq(X, df.y, rcond=None)[0], rtol=1e-6)
+    assert "var(_cons) |          0          ." in str(res)
+
+
+def test_optimizer_backends_agree(pig):
+    a = ml.mixed("weight week || id: week, cov(un)", data=pig)
+    b = ml.mixed("weight week || id: week, cov(un)", data=pig, optimizer="scipy")
+    assert a.loglik == pytest.approx(b.loglik, abs=1e-6)
+    with pytest.raises(ValueError, match="unknown optimizer backend"):
+        ml.mixed("weight week || id:", data=pig, optimizer="nope")

@@ -14,7 +14,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", help="a Stata command ('mixed y x || id:') or an lme4 formula")
     parser.add_argument("--data", required=True, help="CSV file with the data")
     parser.add_argument("--reml", action="store_true", help="REML instead of ML (lme4 formulas)")
-    parser.add_argument("--log", action="store_true", help="print the iteration log")
+    parser.add_argument("--nolog", action="store_true", help="do not print the iteration log")
     args = parser.parse_args(argv)
     import pandas as pd
 
@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     except (SpecError, DataError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if args.log:
+    if not (args.nolog or res.options.get("nolog")):
         print(res.iteration_log() + "\n")
     print(res)
     return 0

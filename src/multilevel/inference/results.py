@@ -6,9 +6,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from ..optimize import OptSummary
+from .distributions import critical_value, normal_two_sided_p
 from .tests import TestResult
 
 
@@ -103,8 +103,8 @@ class MixedResults:
         """Coefficient table: estimate, SE, z, P>|z| and the CI at ``level``."""
         coef, se = self.fixed.coef, self.fixed.se
         z = coef / se
-        crit = stats.norm.ppf(0.5 + self.level / 200)
-        return pd.DataFrame({"estimate": coef, "se": se, "z": z, "p": 2 * stats.norm.sf(np.abs(z)),
+        crit = critical_value(self.level)
+        return pd.DataFrame({"estimate": coef, "se": se, "z": z, "p": normal_two_sided_p(z),
                              "ci_lower": coef - crit * se, "ci_upper": coef + crit * se},
                             index=pd.Index(self.fixed.names, name="term"))
 
@@ -161,3 +161,34 @@ class MixedResults:
         from ..output.html import render_html
 
         return render_html(self)
+
+    # --- postestimation (multilevel.postestimation; nothing is refitted) -----------
+    def predict(self, kind: str = "xb", data: pd.DataFrame | None = None, **options: Any):
+        """Stata's ``predict``: ``xb stdp fitted residuals rstandard reffects reses``."""
+        from ..postestimation import predict
+
+        return predict(self, kind, data=data, **options)
+
+    def estat(self, subcommand: str, **options: Any):
+        """Stata's ``estat``: ``icc group recovariance wcorrelation sd ic``."""
+        from ..postestimation import estat
+
+        return estat(self, subcommand, **options)
+
+    def test(self, hypothesis):
+        """Wald test of linear hypotheses on the fixed effects (``"week = 6"``, ``["x1", "x2"]``)."""
+        from ..postestimation import test
+
+        return test(self, hypothesis)
+
+    def lincom(self, expression: str, level: float | None = None):
+        """Linear combination of the fixed effects with SE and CI (``"x1 + x2"``)."""
+        from ..postestimation import lincom
+
+        return lincom(self, expression, level=level)
+
+    def random_effects_table(self) -> pd.DataFrame:
+        """BLUPs per level, group and term with their standard errors (tidy DataFrame)."""
+        from ..postestimation import random_effects_table
+
+        return random_effects_table(self)

@@ -8,7 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
+
+from .distributions import chi2_sf
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,7 @@ def wald_fixed(names: tuple[str, ...], beta: np.ndarray, vcov: np.ndarray) -> Te
         return TestResult(np.nan, 0, np.nan)
     b = beta[idx]
     stat = float(b @ np.linalg.solve(vcov[np.ix_(idx, idx)], b))
-    return TestResult(stat, len(idx), float(stats.chi2.sf(stat, len(idx))))
+    return TestResult(stat, len(idx), chi2_sf(stat, len(idx)))
 
 
 def ols_loglik(gram: np.ndarray, n: int, reml: bool) -> float:
@@ -55,5 +56,5 @@ def lr_vs_linear(loglik: float, loglik0: float, df: int) -> TestResult:
     """
     stat = max(2 * (loglik - loglik0), 0.0)
     if df == 1:
-        return TestResult(stat, 1, 0.5 * float(stats.chi2.sf(stat, 1)) if stat > 0 else 1.0, "chibar2")
-    return TestResult(stat, df, float(stats.chi2.sf(stat, df)), "chi2")
+        return TestResult(stat, 1, 0.5 * chi2_sf(stat, 1) if stat > 0 else 1.0, "chibar2")
+    return TestResult(stat, df, chi2_sf(stat, df), "chi2")

@@ -52,7 +52,7 @@ def _scipy(f: Objective, x0: np.ndarray, lower: np.ndarray, upper: np.ndarray, s
 
     bounds = [(lo, hi if np.isfinite(hi) else None) for lo, hi in zip(lower, upper)]
     res = sp_minimize(_logged(f, summary), np.clip(x0, lower, upper), method="L-BFGS-B", bounds=bounds,
-                      options={"ftol": ftol_rel, "gtol": 1e-10, "maxfun": max_evals})
+                      options={"ftol": max(ftol_rel, 1e-12), "gtol": 1e-8, "maxfun": max_evals})
     summary.return_code = str(res.message)
     summary.converged = bool(res.success)
     summary.final = np.asarray(res.x)

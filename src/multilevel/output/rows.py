@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
+
+from ..inference.distributions import critical_value
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,7 @@ def _cov_row(eq: str, label: str, cov: float, cov_se: float, atanh: float, atanh
 
 def equation_rows(e, level: float, stddev: bool) -> list[Row]:
     """Rows of one :class:`EquationResult` in Stata's order."""
-    crit = stats.norm.ppf(0.5 + level / 200)
+    crit = critical_value(level)
     head, names, k = e.label, e.names, len(e.names)
     if e.structure in ("Identity", "Exchangeable"):
         rows = [_var_row(head, " ".join(names), e.phi[0], e.phi_se[0], crit, stddev)]
@@ -69,7 +70,7 @@ def _pair_order(name: str, names: tuple[str, ...]) -> tuple[int, int]:
 
 
 def residual_row(res, stddev: bool) -> Row:
-    crit = stats.norm.ppf(0.5 + res.level / 200)
+    crit = critical_value(res.level)
     phi = 0.5 * np.log(res.residual_var)
     return _var_row("Residual", "Residual", phi, res.residual_phi_se, crit, stddev)
 
