@@ -10,6 +10,9 @@ from . import design as _design
 from .spec import ModelSpec, SpecError, parse
 from .spec.stata import COMMANDS
 
+GLMM_COMMANDS = ("meglm", "melogit", "meprobit", "mecloglog", "mepoisson", "menbreg", "meologit",
+                 "meoprobit", "megamma")
+
 # keyword arguments that are Stata reporting options
 REPORTING = ("level", "variance", "stddeviations", "noretable", "nofetable", "noheader", "nogroup",
              "nolog", "nolrtest", "log")
@@ -45,6 +48,10 @@ def mixed(formula: str, data: pd.DataFrame, reml: bool | None = None, **options:
 def _fit_spec(spec: ModelSpec, data: pd.DataFrame):
     from .lmm.fit import fit as fit_lmm
 
+    if spec.command in GLMM_COMMANDS:
+        from .glmm.api import fit_spec as fit_glmm
+
+        return fit_glmm(spec, data)
     if spec.command != "mixed":
         raise SpecError(f"'{spec.command}' is not implemented yet; only 'mixed' is available")
     if not spec.levels:

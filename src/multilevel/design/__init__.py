@@ -37,11 +37,16 @@ class Design:
         return self.fixed.X
 
 
-def build(spec: ModelSpec, data: pd.DataFrame) -> Design:
-    """The :class:`Design` of ``spec`` on ``data`` (listwise deletion, as Stata)."""
+def build(spec: ModelSpec, data: pd.DataFrame, extra_variables: tuple[str, ...] | list[str] = ()) -> Design:
+    """The :class:`Design` of ``spec`` on ``data`` (listwise deletion, as Stata).
+
+    ``extra_variables`` are other columns the model uses (binomial trials,
+    exposure, offset): they must exist and take part in listwise deletion.
+    """
     if not isinstance(data, pd.DataFrame):
         raise DataError(f"data must be a pandas DataFrame, not {type(data).__name__}")
-    used = [spec.response] + fixed.variables(spec.fixed) + random.variables(spec.levels)
+    used = ([spec.response] + fixed.variables(spec.fixed) + random.variables(spec.levels)
+            + list(extra_variables))
     sample = select(data, list(dict.fromkeys(used)), spec.if_expr, spec.in_range)
     if sample.n_used == len(data):
         frame = data.reset_index(drop=True) if not isinstance(data.index, pd.RangeIndex) else data

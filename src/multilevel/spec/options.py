@@ -41,6 +41,8 @@ _ABBREV = {
     "difficult": "difficult",
     "emiterate": "emiter",
     "noestimate": "noestimate",
+    "dispersion": "disp",
+    "startvalues": "startv",
 }
 
 COV_NAMES = {

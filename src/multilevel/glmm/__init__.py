@@ -1,0 +1,1 @@
+"""Generalized linear mixed models: families, PIRLS, quadrature, fit and results."""

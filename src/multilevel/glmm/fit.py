@@ -1,0 +1,145 @@
+"""Fit a GLMM: fixed-only start, variance start, joint optimization, information.
+
+The sequence follows Stata's ``startvalues(fixedonly)`` and lme4's two
+stages: (1) the model without random effects gives β and ξ; (2) θ alone is
+optimized by Laplace with β, ξ held there; (3) all parameters are optimized
+jointly on the requested integration rule, with β whitened by the
+fixed-only information so that BOBYQA's trust region is well scaled.
+Standard errors are from the observed information of the approximate log
+likelihood in Stata's metric (β, ξ, log SDs/atanh correlations), with the
+delta method to variances ([ME] meglm, Methods and formulas).
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from ..inference.information import NaturalFit, natural_slices, richardson_hessian
+from ..inference.results import FixedEffects
+from ..inference.tests import lr_vs_linear, wald_fixed
+from ..lmm.fit import _equations, _sample_notes
+from ..optimize import OptSummary, minimize
+from .glm import GLMFit, fit_glm
+from .model import GeneralizedLinearMixedModel
+from .results import Ancillary, GLMMResults
+
+BOUNDARY = -15.0   # a log SD below this is a variance at zero: left out of the information
+
+
+def optimize(model: GeneralizedLinearMixedModel, glm: GLMFit, backend: str = "nlopt") -> OptSummary:
+    """Stages (2) and (3): θ alone by Laplace, then everything jointly."""
+    p, e = model.p, model.n_extra
+    xi_opt = model.family.to_opt(glm.xi)
+    lower, upper = model.theta_bounds()
+
+    def theta_only(theta):
+        return model.objective(np.concatenate([glm.beta, xi_opt, theta]), method="laplace")
+
+    first = minimize(theta_only, model.theta_start(), lower, upper, backend=backend,
+                     ftol_rel=1e-8, xtol_rel=1e-6)
+    A = _whitening(model, glm)
+    x0 = np.concatenate([glm.beta, xi_opt])
+
+    def joint(z):
+        return model.objective(np.concatenate([x0 + A @ z[:p + e], z[p + e:]]))
+
+    z0 = np.concatenate([np.zeros(p + e), first.final])
+    zl = np.concatenate([np.full(p + e, -np.inf), lower])
+    zu = np.concatenate([np.full(p + e, np.inf), upper])
+    opt = minimize(joint, z0, zl, zu, backend=backend, ftol_rel=1e-12, xtol_rel=1e-9)
+    z = opt.final
+    opt.final = np.concatenate([x0 + A @ z[:p + e], z[p + e:]])
+    opt.initial = np.concatenate([x0, first.initial])
+    opt.n_evals += first.n_evals
+    return opt
+
+
+def _whitening(model: GeneralizedLinearMixedModel, glm: GLMFit) -> np.ndarray:
+    """A with AAᵀ ≈ Var(β̂, ξ̂) of the fixed-only model (×4, as random effects widen it)."""
+    fam, p, e = model.family, model.p, model.n_extra
+    z0 = np.concatenate([glm.beta, fam.to_opt(glm.xi)])
+
+    def ll(z):
+        return fam.loglik(model.y, model.offset + model.X @ z[:p], fam.from_opt(z[p:])).sum()
+
+    H = richardson_hessian(ll, z0, h=1e-3) if e else None
+    if H is None:
+        _, _, d2 = fam.derivs(model.y, model.offset + model.X @ glm.beta, ())
+        H = -model.X.T @ (model.X * np.maximum(-d2, 1e-300)[:, None])
+    try:
+        A = np.linalg.cholesky(np.linalg.inv(-H))
+    except np.linalg.LinAlgError:
+        A = np.eye(p + e)
+    return 2.0 * A
+
+
+def information(model: GeneralizedLinearMixedModel, x: np.ndarray):
+    """ψ̂, Var(ψ̂) = (−∂²ℓ/∂ψ∂ψᵀ)⁻¹, and which φ are free (not on the boundary)."""
+    beta, xi, theta = model.split(x)
+    phi = model.natural(theta)
+    free = np.isfinite(phi) & (phi > BOUNDARY)
+    phi_fixed = np.where(free, phi, -30.0)
+    psi = np.concatenate([beta, xi, phi[free]])
+    H = richardson_hessian(lambda v: model.loglik_reporting(v, phi_fixed, free), psi)
+    try:
+        vcov = np.linalg.inv(-H)
+    except np.linalg.LinAlgError:
+        vcov = np.full_like(H, np.nan)
+    return psi, vcov, phi, free
+
+
+def fit(design, family, y, offset, *, method: str = "mvaghermite", points: int = 7, title: str = "",
+        lr_label: str = "", backend: str = "nlopt", level: float = 95.0, options: dict | None = None,
+        command: str = "meglm") -> GLMMResults:
+    """Fit the GLMM and return frozen :class:`GLMMResults`."""
+    model = GeneralizedLinearMixedModel(design, family, y, offset, method, points)
+    names = design.fixed.names
+    glm = fit_glm(family, model.X, y, model.offset, names)
+    opt = optimize(model, glm, backend)
+    loglik = model.loglik(*model.split(opt.final))
+    psi, vcov, phi, free = information(model, opt.final)
+    beta, xi, theta = model.split(opt.final)
+    p, e = model.p, model.n_extra
+    fixed = FixedEffects(names, beta, vcov[:p, :p], design.fixed.omitted)
+    anc = tuple(Ancillary(nm, float(v), float(np.sqrt(vcov[p + i, p + i])))
+                for i, (nm, v) in enumerate(zip(family.extra_names, xi)))
+    nat = NaturalFit(phi, vcov[p + e:, p + e:], free, natural_slices(model))
+    modes = model.modes(beta, xi, theta)
+    blups = [u @ lam.T for u, lam in zip(model.system.split(modes.u), model.lambdas(theta))]
+    equations = _equations(model, theta, 1.0, nat, blups)
+    n_var = len(phi)
+    notes = _checks(opt, fixed, free, equations)
+    return GLMMResults(
+        spec=design.spec, title=title, family=family.name, link=family.link,
+        dispersion=getattr(family, "dispersion", None), intmethod=model.method,
+        intpoints=model.points if model.method != "laplace" else 1, nobs=design.n,
+        depvar=design.spec.response, fixed=fixed, ancillary=anc, equations=equations, loglik=float(loglik),
+        wald=wald_fixed(names, beta, fixed.vcov), lr=lr_vs_linear(loglik, glm.loglik, n_var),
+        lr_label=lr_label, ll_fixed_only=glm.loglik, k=p + e + n_var, optsummary=opt, theta=theta,
+        level=level, sample_notes=_sample_notes(design), warnings=notes, options=dict(options or {}),
+        design=design, command=command)
+
+
+def _checks(opt: OptSummary, fixed: FixedEffects, free: np.ndarray, equations) -> tuple[str, ...]:
+    """Convergence, zero variances and separation: warned, with what to try."""
+    notes = []
+    if not opt.converged:
+        notes.append(f"the optimizer stopped without converging ({opt.return_code}); try "
+                     "optimizer='scipy', rescale the covariates, or intmethod(laplace) for start values")
+    if not np.all(free):
+        labels = [e.label for e in equations]
+        notes.append("a random-effects variance is estimated at zero (levels: " + ", ".join(labels) +
+                     "); the data show no variation between groups there: drop that random effect "
+                     "or fit the model without it")
+    se = fixed.se
+    big = [n for n, b, s in zip(fixed.names, fixed.coef, se) if abs(b) > 15 or not np.isfinite(s) or s > 1e3]
+    if big:
+        notes.append("possible (quasi-)complete separation or an unidentified coefficient: "
+                     + ", ".join(big) + " has a huge estimate or standard error; check for a covariate "
+                     "that predicts the outcome perfectly and drop or recode it")
+    for msg in notes:
+        warnings.warn(msg, RuntimeWarning, stacklevel=4)
+    if fixed.omitted:
+        notes.append("omitted because of collinearity: " + ", ".join(fixed.omitted))
+    return tuple(notes)

@@ -1,0 +1,149 @@
+"""Frozen results of a GLMM fit; presentation only reads them."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from ..inference.results import EquationResult, FixedEffects
+from ..inference.tests import TestResult
+from ..optimize import OptSummary
+
+
+@dataclass(frozen=True)
+class Ancillary:
+    """An ancillary parameter in Stata's metric (``cut1``, ``lnalpha``, ``logs``) and its SE."""
+
+    name: str
+    estimate: float
+    se: float
+
+
+@dataclass(frozen=True)
+class GLMMResults:
+    """Everything a fitted GLMM reports; immutable.
+
+    ``str(res)`` gives Stata's table and ``res.to_dict()`` the layout of the
+    conformance cases' "results" (``residual`` is ``None``: a GLMM has no
+    residual variance, except family(gaussian)).
+    """
+
+    spec: Any
+    title: str
+    family: str
+    link: str
+    dispersion: str | None
+    intmethod: str
+    intpoints: int
+    nobs: int
+    depvar: str
+    fixed: FixedEffects
+    ancillary: tuple[Ancillary, ...]
+    equations: tuple[EquationResult, ...]
+    loglik: float
+    wald: TestResult
+    lr: TestResult
+    lr_label: str
+    ll_fixed_only: float
+    k: int
+    optsummary: OptSummary
+    theta: np.ndarray
+    level: float = 95.0
+    sample_notes: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+    options: dict = field(default_factory=dict)
+    design: Any = None
+    command: str = "meglm"
+    method: str = "ml"
+
+    # --- summaries ---------------------------------------------------------------------
+    @property
+    def aic(self) -> float:
+        return -2 * self.loglik + 2 * self.k
+
+    @property
+    def bic(self) -> float:
+        return -2 * self.loglik + self.k * np.log(self.nobs)
+
+    @property
+    def converged(self) -> bool:
+        return self.optsummary.converged
+
+    @property
+    def residual_var(self) -> float | None:
+        """σ²_e for family(gaussian); None otherwise."""
+        a = self._anc("lnsig_e")
+        return None if a is None else float(np.exp(2 * a.estimate))
+
+    def _anc(self, name: str) -> Ancillary | None:
+        return next((a for a in self.ancillary if a.name == name), None)
+
+    @property
+    def fixed_effects(self) -> pd.DataFrame:
+        """Coefficient table: estimate, SE, z, P>|z| and the CI at ``level``."""
+        coef, se = self.fixed.coef, self.fixed.se
+        z = coef / se
+        crit = stats.norm.ppf(0.5 + self.level / 200)
+        return pd.DataFrame({"estimate": coef, "se": se, "z": z, "p": 2 * stats.norm.sf(np.abs(z)),
+                             "ci_lower": coef - crit * se, "ci_upper": coef + crit * se},
+                            index=pd.Index(self.fixed.names, name="term"))
+
+    @property
+    def random_effects(self) -> pd.DataFrame:
+        """Random-effects parameters on the variance scale with SEs and CIs."""
+        from ..output.rows import equation_rows
+
+        rows = [r for e in self.equations for r in equation_rows(e, self.level, False)]
+        return pd.DataFrame([(r.equation, r.name, r.estimate, r.se, r.lower, r.upper) for r in rows],
+                            columns=["equation", "parameter", "estimate", "se", "ci_lower", "ci_upper"]
+                            ).set_index(["equation", "parameter"])
+
+    def derived(self) -> dict[str, float]:
+        """Ancillary parameters and their transforms (α = e^{lnα}, shape = e^{−logs}) with SEs."""
+        out: dict[str, float] = {}
+        for a in self.ancillary:
+            out[a.name], out[f"se_{a.name}"] = a.estimate, a.se
+        for src, name, sign in (("lnalpha", "alpha", 1), ("lndelta", "delta", 1), ("logs", "shape", -1)):
+            a = self._anc(src)
+            if a is not None:
+                v = float(np.exp(sign * a.estimate))
+                out[name], out[f"se_{name}"] = v, v * a.se
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fit in the layout of the conformance cases (``SCHEMA.md``, "results")."""
+        def mat(a: np.ndarray, mask: np.ndarray | None = None) -> list:
+            return [[None if (mask is not None and not mask[i, j]) or not np.isfinite(a[i, j]) else float(a[i, j])
+                     for j in range(a.shape[1])] for i in range(a.shape[0])]
+        random = [{"level": e.label, "terms": list(e.names), "cov": mat(e.cov),
+                   "se": mat(e.se, e.free_entries)} for e in self.equations]
+        n_groups = {e.count_key: e.n_groups for e in self.equations}
+        extra = {"AIC": self.aic, "BIC": self.bic, "k": self.k, "N": self.nobs, "n_groups": n_groups,
+                 "wald_chi2": self.wald.stat, "wald_df": self.wald.df,
+                 "lr_chi2": self.lr.stat, "lr_df": self.lr.df, "ll_fixed_only": self.ll_fixed_only}
+        extra.update(self.derived())
+        residual = None
+        a = self._anc("lnsig_e")
+        if a is not None:
+            var = float(np.exp(2 * a.estimate))
+            residual = {"var": var, "se": 2 * var * a.se}
+        return {"loglik": self.loglik,
+                "fixed": {"names": list(self.fixed.names), "coef": self.fixed.coef.tolist(),
+                          "se": self.fixed.se.tolist()},
+                "random": random, "residual": residual, "extra": extra}
+
+    # --- presentation ------------------------------------------------------------------
+    def table(self, **options: Any) -> str:
+        """Stata's output; options as Stata's (``or``, ``irr``, ``stddeviations``, ...)."""
+        from ..output.glmm_table import render
+
+        return render(self, **{**self.options, **options})
+
+    def __str__(self) -> str:
+        return self.table()
+
+    def __repr__(self) -> str:
+        return f"<GLMMResults {self.title}: {self.depvar}, N={self.nobs}, log likelihood={self.loglik:.8g}>"
