@@ -68,7 +68,7 @@ def blup_variance(res) -> BlupVariance:
         out_c, out_p = [None] * len(order), [None] * len(order)
         for term, bc, bp in zip(model.terms, cond, comp):
             for eq, cs in zip(term.equations, term.col_slices):
-                i = order.index(eq)
+                i = next(j for j, e in enumerate(order) if e is eq)
                 out_c[i] = res.residual_var * bc[:, cs, cs]
                 out_p[i] = res.residual_var * bp[:, cs, cs]
         return BlupVariance(tuple(out_c), tuple(out_p))
