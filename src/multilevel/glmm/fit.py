@@ -15,10 +15,11 @@ import warnings
 
 import numpy as np
 
-from ..inference.information import NaturalFit, natural_slices, richardson_hessian
+from ..inference.information import NaturalFit, richardson_hessian
 from ..inference.results import FixedEffects
 from ..inference.tests import lr_vs_linear, wald_fixed
 from ..lmm.fit import _equations, _sample_notes
+from ..lmm.model import equation_blocks
 from ..optimize import OptSummary, minimize
 from .glm import GLMFit, fit_glm
 from .model import GeneralizedLinearMixedModel
@@ -104,7 +105,7 @@ def fit(design, family, y, offset, *, method: str = "mvaghermite", points: int =
     fixed = FixedEffects(names, beta, vcov[:p, :p], design.fixed.omitted)
     anc = tuple(Ancillary(nm, float(v), float(np.sqrt(vcov[p + i, p + i])))
                 for i, (nm, v) in enumerate(zip(family.extra_names, xi)))
-    nat = NaturalFit(phi, vcov[p + e:, p + e:], free, natural_slices(model))
+    nat = NaturalFit(phi, vcov[p + e:, p + e:], free, _natural_slices(model))
     modes = model.modes(beta, xi, theta)
     blups = [u @ lam.T for u, lam in zip(model.system.split(modes.u), model.lambdas(theta))]
     equations = _equations(model, theta, 1.0, nat, blups)
@@ -119,6 +120,13 @@ def fit(design, family, y, offset, *, method: str = "mvaghermite", points: int =
         lr_label=lr_label, ll_fixed_only=glm.loglik, k=p + e + n_var, optsummary=opt, theta=theta,
         level=level, sample_notes=_sample_notes(design), warnings=notes, options=dict(options or {}),
         design=design, command=command)
+
+
+def _natural_slices(model: GeneralizedLinearMixedModel) -> tuple[slice, ...]:
+    """Slice of φ for each equation, in the spec's order."""
+    sizes = [s.n_natural for _, s, _ in equation_blocks(model)]
+    edges = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
+    return tuple(slice(a, b) for a, b in zip(edges[:-1], edges[1:]))
 
 
 def _checks(opt: OptSummary, fixed: FixedEffects, free: np.ndarray, equations) -> tuple[str, ...]:

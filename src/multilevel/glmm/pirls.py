@@ -19,10 +19,20 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.linalg
-from scipy import sparse
 
 from ..linalg import batched
 from ..lmm.terms import RandomTerm
+
+
+def weighted_gram(term: RandomTerm, w: np.ndarray) -> np.ndarray:
+    """ZᵀWZ of one term as (G, k, k) blocks: Σ_{i in g} w_i z_i z_iᵀ."""
+    out = np.empty((term.n_groups, term.k, term.k))
+    for a in range(term.k):
+        wa = w * term.z[:, a]
+        for b in range(a, term.k):
+            out[:, a, b] = out[:, b, a] = np.bincount(term.refs, weights=wa * term.z[:, b],
+                                                      minlength=term.n_groups)
+    return out
 
 
 @dataclass
@@ -31,7 +41,7 @@ class PenalizedFactor:
 
     L11: np.ndarray                 # (G₁, k₁, k₁) lower-triangular blocks
     L11inv: np.ndarray              # their inverses
-    L21: sparse.csr_matrix | None   # (q_r × q₁)
+    L21: object | None              # (q_r × q₁) in block form (``matvec``, ``rmatvec``)
     L22: np.ndarray | None          # (q_r × q_r) lower triangular
     logdet: float                   # log |H|
 
@@ -42,10 +52,10 @@ class PenalizedFactor:
         y1 = np.einsum("gab,gb->ga", self.L11inv, r1)
         if self.L22 is None:
             return np.einsum("gba,gb->ga", self.L11inv, y1).ravel()
-        y2 = scipy.linalg.solve_triangular(self.L22, r[G * k:] - self.L21 @ y1.ravel(), lower=True,
+        y2 = scipy.linalg.solve_triangular(self.L22, r[G * k:] - self.L21.matvec(y1.ravel()), lower=True,
                                            check_finite=False)
         x2 = scipy.linalg.solve_triangular(self.L22, y2, lower=True, trans="T", check_finite=False)
-        t = (y1.ravel() - self.L21.T @ x2).reshape(G, k)
+        t = (y1.ravel() - self.L21.rmatvec(x2)).reshape(G, k)
         return np.concatenate([np.einsum("gba,gb->ga", self.L11inv, t).ravel(), x2])
 
 
@@ -63,8 +73,7 @@ class PenalizedSystem:
         self.q = sum(self.sizes)
         self.offsets = np.concatenate([[0], np.cumsum(self.sizes)]).astype(int)
         if len(terms) > 1:
-            self.Z1 = terms[0].zt_sparse().tocsr()
-            self.Zr = sparse.hstack([t.zt_sparse() for t in terms[1:]]).tocsr()
+            self._rest = _RestPattern(terms)
 
     def split(self, u: np.ndarray) -> list[np.ndarray]:
         """Flat u -> per-term (G, k) arrays."""
@@ -90,24 +99,122 @@ class PenalizedSystem:
     def factor(self, w: np.ndarray, lams: list[np.ndarray]) -> PenalizedFactor:
         """Blocked Cholesky factor of ΛᵀZᵀWZΛ + I."""
         t1, lam1 = self.terms[0], lams[0]
-        M = batched.congruence(t1.block_gram(w), lam1)
+        M = batched.congruence(weighted_gram(t1, w), lam1)
         M += np.eye(t1.k)
         L11 = batched.cholesky(M)
         L11inv = batched.tri_inverse(L11)
         logdet = 2 * np.log(np.diagonal(L11, axis1=1, axis2=2)).sum()
         if len(self.terms) == 1:
             return PenalizedFactor(L11, L11inv, None, None, logdet)
-        lam_r = sparse.block_diag([sparse.kron(sparse.identity(t.n_groups), lam)
-                                   for t, lam in zip(self.terms[1:], lams[1:])], format="csr")
-        lam_1 = sparse.kron(sparse.identity(t1.n_groups), lam1, format="csr")
-        Wr = sparse.diags(w) @ self.Zr
-        H21 = lam_r.T @ (Wr.T @ self.Z1) @ lam_1
-        H22 = (lam_r.T @ (Wr.T @ self.Zr) @ lam_r).toarray() + np.eye(self.Zr.shape[1])
-        Linv_t = sparse.block_diag(list(L11inv.transpose(0, 2, 1)), format="csr")
-        L21 = (H21 @ Linv_t).tocsr()
-        L22 = np.linalg.cholesky(H22 - (L21 @ L21.T).toarray())
+        L21, S = self._rest.blocks(w, lams, L11inv)
+        L22 = np.linalg.cholesky(S)
         logdet += 2 * np.log(np.diag(L22)).sum()
         return PenalizedFactor(L11, L11inv, L21, L22, logdet)
+
+
+class _RestPattern:
+    """The off-diagonal blocks in block form, with every index pattern computed once.
+
+    Term 1 (most groups) is block diagonal; the other terms ("rest") are
+    held dense (q_r × q_r).  For each rest term the pairs (g_r, g₁) of groups
+    that share observations carry a k_r × k₁ block of ZᵣᵀWZ₁; the Schur
+    complement needs the pairs of such pairs that share g₁.  Every product
+    is then a ``bincount`` or an ``einsum`` over pairs: no sparse matrix is
+    assembled inside the objective.
+    """
+
+    def __init__(self, terms: list[RandomTerm]):
+        import pandas as pd
+
+        t1, rest = terms[0], terms[1:]
+        G1 = t1.n_groups
+        self.t1, self.rest = t1, rest
+        self.qr = sum(t.q for t in rest)
+        self.off = np.concatenate([[0], np.cumsum([t.q for t in rest])]).astype(np.int64)
+        self.pairs = []      # per rest term: (obs -> pair, pair g_r, pair g₁)
+        for t in rest:
+            uniq, inv = np.unique(t.refs.astype(np.int64) * G1 + t1.refs, return_inverse=True)
+            self.pairs.append((inv.ravel(), uniq // G1, uniq % G1))
+        rows, zr = [], []
+        for t, off in zip(rest, self.off):
+            for a in range(t.k):
+                rows.append(off + t.refs.astype(np.int64) * t.k + a)
+                zr.append(t.z[:, a])
+        n = len(t1.refs)
+        self.key22 = np.concatenate([ra * self.qr + rb for ra in rows for rb in rows])
+        self.prod22 = np.concatenate([za * zb for za in zr for zb in zr])
+        self.obs22 = np.tile(np.arange(n), len(rows) ** 2)
+        self.cross = []      # per (t, t'): pair indices sharing g₁ and their S entries
+        for i, (ti, pi) in enumerate(zip(rest, self.pairs)):
+            for j, (tj, pj) in enumerate(zip(rest, self.pairs)):
+                m = pd.merge(pd.DataFrame({"g1": pi[2], "p": np.arange(len(pi[2]))}),
+                             pd.DataFrame({"g1": pj[2], "q": np.arange(len(pj[2]))}), on="g1")
+                pp, qq = m["p"].to_numpy(), m["q"].to_numpy()
+                r = self.off[i] + pi[1][pp][:, None] * ti.k + np.arange(ti.k)
+                c = self.off[j] + pj[1][qq][:, None] * tj.k + np.arange(tj.k)
+                key = (r[:, :, None] * self.qr + c[:, None, :]).ravel()
+                self.cross.append((i, j, pp, qq, key))
+
+    def blocks(self, w: np.ndarray, lams: list[np.ndarray], L11inv: np.ndarray):
+        """L₂₁ = ΛᵣᵀZᵣᵀWZ₁Λ₁L₁₁⁻ᵀ (per rest term, (P, k_r, k₁) blocks) and the dense
+        Schur complement H₂₂ − L₂₁L₂₁ᵀ with H₂₂ = ΛᵣᵀZᵣᵀWZᵣΛᵣ + I."""
+        t1, lam1 = self.t1, lams[0]
+        L21 = []
+        for t, lam, (inv, _, g1) in zip(self.rest, lams[1:], self.pairs):
+            C = np.empty((len(g1), t.k, t1.k))
+            for a in range(t.k):
+                for b in range(t1.k):
+                    C[:, a, b] = np.bincount(inv, weights=w * t.z[:, a] * t1.z[:, b], minlength=len(g1))
+            H = np.einsum("ja,pjb,bc->pac", lam, C, lam1)
+            L21.append(np.einsum("pab,pcb->pac", H, L11inv[g1]))
+        C22 = np.bincount(self.key22, weights=w[self.obs22] * self.prod22, minlength=self.qr * self.qr)
+        S = self._scale22(C22.reshape(self.qr, self.qr), lams[1:]) + np.eye(self.qr)
+        flat = S.ravel()
+        for i, j, pp, qq, key in self.cross:
+            flat -= np.bincount(key, weights=np.einsum("pac,pbc->pab", L21[i][pp], L21[j][qq]).ravel(),
+                                minlength=flat.size)
+        return _Blocks21(self, L21), flat.reshape(self.qr, self.qr)
+
+    def _scale22(self, C: np.ndarray, lams: list[np.ndarray]) -> np.ndarray:
+        """ΛᵣᵀCΛᵣ block by block (Λᵣ is block diagonal)."""
+        out = np.empty_like(C)
+        for i, (ti, li) in enumerate(zip(self.rest, lams)):
+            for j, (tj, lj) in enumerate(zip(self.rest, lams)):
+                blk = C[self.off[i]:self.off[i + 1], self.off[j]:self.off[j + 1]]
+                blk = blk.reshape(ti.n_groups, ti.k, tj.n_groups, tj.k)
+                out[self.off[i]:self.off[i + 1], self.off[j]:self.off[j + 1]] = np.einsum(
+                    "ja,gjhk,kb->gahb", li, blk, lj).reshape(ti.q, tj.q)
+        return out
+
+
+class _Blocks21:
+    """L₂₁ in block form: products with vectors by ``einsum`` and ``bincount``."""
+
+    def __init__(self, pattern: _RestPattern, blocks: list[np.ndarray]):
+        self.pattern = pattern
+        self.blocks = blocks
+
+    def matvec(self, y1: np.ndarray) -> np.ndarray:
+        """L₂₁ y₁ (y₁ flat over term 1)."""
+        p = self.pattern
+        Y = y1.reshape(p.t1.n_groups, p.t1.k)
+        out = []
+        for t, B, (_, gr, g1) in zip(p.rest, self.blocks, p.pairs):
+            v = np.einsum("pac,pc->pa", B, Y[g1])
+            out.append(np.column_stack([np.bincount(gr, weights=v[:, a], minlength=t.n_groups)
+                                        for a in range(t.k)]).ravel())
+        return np.concatenate(out)
+
+    def rmatvec(self, x2: np.ndarray) -> np.ndarray:
+        """L₂₁ᵀ x₂, flat over term 1."""
+        p = self.pattern
+        out = np.zeros((p.t1.n_groups, p.t1.k))
+        for t, B, (_, gr, g1), off in zip(p.rest, self.blocks, p.pairs, p.off):
+            X = x2[off:off + t.q].reshape(t.n_groups, t.k)
+            v = np.einsum("pac,pa->pc", B, X[gr])
+            for c in range(p.t1.k):
+                out[:, c] += np.bincount(g1, weights=v[:, c], minlength=p.t1.n_groups)
+        return out.ravel()
 
 
 @dataclass
