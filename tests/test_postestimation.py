@@ -425,3 +425,32 @@ def test_many_groups_are_fast():
     res.predict("fitted", data=d)
     res.random_effects_table()
     assert time.perf_counter() - start < 2.0
+
+
+def test_factor_variables_in_hypotheses_and_new_data():
+    d = load_data("orthodont.csv")
+    res = ml.fit("mixed distance age i.male i.male#c.age || subject:", data=d)
+    names = res.fixed.names
+    assert "1.male#c.age" in names
+    i, j = names.index("1.male"), names.index("1.male#c.age")
+    V, b = res.fixed.vcov, res.fixed.coef
+    a = np.zeros(len(b))
+    a[i], a[j] = 1.0, 10.0
+    out = res.lincom("1.male + 10*1.male#c.age")
+    assert out.estimate == pytest.approx(a @ b) and out.se == pytest.approx(np.sqrt(a @ V @ a))
+    joint = res.test(["1.male", "1.male#c.age"])
+    idx = [i, j]
+    assert joint.stat == pytest.approx(b[idx] @ np.linalg.solve(V[np.ix_(idx, idx)], b[idx]))
+    shuffled = d.sample(frac=1.0, random_state=1)
+    assert res.predict("fitted", data=shuffled).sort_index().to_numpy() == pytest.approx(
+        res.predict("fitted").to_numpy())
+
+
+def test_residual_structures_are_refused_where_iid_errors_are_assumed(fits):
+    from dataclasses import replace
+
+    res = replace(fits["ri"], spec=fits["ri"].spec.with_options(residuals="ar 1"))
+    for call in (lambda: res.predict("reses"), lambda: res.predict("rstandard"), lambda: res.estat("icc"),
+                 lambda: res.estat("wcorrelation"), res.random_effects_table):
+        with pytest.raises(SpecError, match="residuals"):
+            call()

@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..spec.errors import DataError
+from ..spec.errors import DataError, SpecError
 
 _CACHE = "_postestimation_cache"
 
@@ -35,6 +35,13 @@ def design_of(res):
         raise DataError("these results do not carry their design; refit with this version of multilevel "
                         "to use predict/estat")
     return design
+
+
+def require_iid_errors(res, what: str) -> None:
+    """Refuse ``what`` for fits with a ``residuals()`` structure (R ≠ σ²I), which it assumes."""
+    spec = getattr(res, "spec", None)
+    if spec is not None and (getattr(spec, "options", None) or {}).get("residuals"):
+        raise SpecError(f"{what} is not available yet for models with a residuals() structure")
 
 
 def model_and_factor(res):

@@ -14,7 +14,7 @@ import pandas as pd
 from ..inference.distributions import critical_value
 from ..output.stata_fmt import fmt_g
 from ..spec.errors import SpecError
-from ._state import design_of, natural_offsets, natural_vcov
+from ._state import design_of, natural_offsets, natural_vcov, require_iid_errors
 
 SUBCOMMANDS = ("icc", "group", "recovariance", "wcorrelation", "sd", "ic")
 _ABBREV = {"recov": "recovariance", "wcor": "wcorrelation", "wcorr": "wcorrelation", "gr": "group"}
@@ -93,6 +93,7 @@ def icc(res, level: float | None = None) -> IccResult:
     transformed back, so that it stays in (0, 1) (StataCorp, Statalist
     2012-05 msg01195).  Crossed effects have no ICC, as in Stata.
     """
+    require_iid_errors(res, "estat icc")
     level = res.level if level is None else float(level)
     groups = _nested_levels(res)
     phi, V, free = natural_vcov(res)
@@ -271,6 +272,7 @@ def wcorrelation(res, at: dict | None = None, covariance: bool = False) -> "Wcor
     first group by default).  Returns the standard deviations and the
     correlation matrix (``covariance=True``: the covariance matrix).
     """
+    require_iid_errors(res, "estat wcorrelation")
     design = design_of(res)
     top = next((i for i, eq in enumerate(design.equations) if eq.group_key), None)
     if top is None:

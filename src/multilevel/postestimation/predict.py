@@ -34,7 +34,7 @@ from ..design import random as _random
 from ..design import fixed as _fixed
 from ..design.sample import check_variables
 from ..spec.errors import DataError, SpecError
-from ._state import design_of
+from ._state import design_of, require_iid_errors
 from .condvar import blup_variance, stata_kind
 
 KINDS = ("xb", "stdp", "fitted", "residuals", "rstandard", "reffects", "reses")
@@ -78,6 +78,8 @@ def predict(res, kind: str = "xb", data: pd.DataFrame | None = None, relevel: st
     equations = _selected(res, relevel, below=kind in ("fitted", "residuals", "rstandard"))
     if relevel is not None and kind in ("xb", "stdp", "rstandard"):
         raise SpecError(f"relevel() is not allowed with predict {kind}")
+    if kind in ("rstandard", "reses"):
+        require_iid_errors(res, f"predict {kind}")
     rows = _rows(res, data, kind)
     if kind in ("reffects", "reses"):
         return _effects(res, rows, equations, kind, se)
@@ -244,6 +246,7 @@ def random_effects_table(res) -> pd.DataFrame:
     reports for this fit), ``cond_sd`` (β known; lme4's condVar) and
     ``se_comparative`` (sqrt diag(G − G Zᵀ P Z G), accounting for β̂).
     """
+    require_iid_errors(res, "random_effects_table()")
     var = blup_variance(res)
     cond, comp = var.se("conditional"), var.se("comparative")
     stata = comp if stata_kind(res) == "comparative" else cond
