@@ -57,8 +57,10 @@ def _fit_spec(spec: ModelSpec, data: pd.DataFrame):
     if not spec.levels:
         raise SpecError("the model has no random-effects equation ('|| group:' or '(1 | group)'); "
                         "fit a linear regression instead")
-    if spec.options.get("residuals"):
-        raise SpecError("residuals() structures are not implemented yet")
+    empty = [lv.name for lv in spec.levels if not lv.terms and not lv.constant]
+    if empty and not spec.options.get("residuals"):
+        raise SpecError(f"random-effects equation '{empty[0]}:' has no terms (noconstant and no variables); "
+                        "it is allowed only to give the groups of residuals()")
     design = _design.build(spec, data)
     _check_design(design)
     opts = dict(spec.options)

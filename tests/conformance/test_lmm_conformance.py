@@ -10,7 +10,7 @@ import pytest
 import multilevel
 from tests.conftest import load_cases, load_data
 
-SUPPORTED = [c for c in load_cases("lmm") if not (c.get("options") or {}).get("residuals")]
+SUPPORTED = load_cases("lmm")
 
 
 @functools.lru_cache(maxsize=None)
@@ -26,6 +26,7 @@ def _checks(case: dict):
     ref, tol = case["results"], case["tolerance"]
     vmax = max([r["cov"][i][i] for r in ref["random"] for i in range(len(r["cov"]))]
                + [ref["residual"]["var"] or 0.0])
+    vmax = max(vmax, *(v for v in _residual_numbers(ref["extra"])))
     yield "loglik", ref["loglik"], tol["loglik_abs"], lambda g: g["loglik"]
     fx = ref["fixed"]
     for i, name in enumerate(fx["names"]):
@@ -47,12 +48,30 @@ def _checks(case: dict):
                     yield f"se cov[{r['level']}]({ta},{tb})", se, tol["se_rel"] * abs(se), \
                         functools.partial(pick, key="se")
     res = ref["residual"]
-    yield "residual var", res["var"], tol["var_rel"] * max(abs(res["var"]), vmax * 1e-3), \
-        lambda g: g["residual"]["var"]
-    yield "residual se", res["se"], tol["se_rel"] * abs(res["se"]), lambda g: g["residual"]["se"]
+    if res["var"] is not None:
+        yield "residual var", res["var"], tol["var_rel"] * max(abs(res["var"]), vmax * 1e-3), \
+            lambda g: g["residual"]["var"]
+        yield "residual se", res["se"], tol["se_rel"] * abs(res["se"]), lambda g: g["residual"]["se"]
     for key, v in ref["extra"].items():
         if isinstance(v, (int, float)) and not isinstance(v, bool) and not key.startswith(("df_", "se_")):
             yield f"extra {key}", v, tol["coef_rel"] * max(abs(v), 1.0), lambda g, k=key: g["extra"][k]
+    for key in ("residual_cov_matrix", "residual_cov_matrix_se"):  # unstructured residuals, as matrices
+        for i, row in enumerate(ref["extra"].get(key) or []):
+            for j, v in enumerate(row):
+                rel = tol["se_rel"] if key.endswith("_se") else tol["var_rel"]
+                yield f"extra {key}[{i}][{j}]", v, rel * max(abs(v), vmax * 1e-3), \
+                    lambda g, k=key, i=i, j=j: g["extra"][k][i][j]
+    for key in ("residual_var_by", "residual_var_by_se"):  # by() variances, as dicts
+        for level, v in (ref["extra"].get(key) or {}).items():
+            rel = tol["se_rel"] if key.endswith("_se") else tol["var_rel"]
+            yield f"extra {key}[{level}]", v, rel * abs(v), lambda g, k=key, lv=level: g["extra"][k][lv]
+
+
+def _residual_numbers(extra: dict):
+    yield 0.0
+    yield from (extra.get("residual_var_by") or {}).values()
+    for row in extra.get("residual_cov_matrix") or []:
+        yield from row
 
 
 def _random_entry(got: dict, level: str, terms: list, ordinal: int, ta: str, tb: str, key: str) -> float:

@@ -15,6 +15,9 @@ from ..spec.model import ModelSpec
 from . import fixed, random
 from .fixed import FixedTerm
 from .random import ReEquation
+from .residual import ResidualDesign
+from .residual import build as build_residual
+from .residual import parse as parse_residual
 from .sample import SampleInfo, select
 
 
@@ -27,6 +30,7 @@ class Design:
     fixed: FixedTerm
     equations: tuple[ReEquation, ...]
     sample: SampleInfo
+    residual: ResidualDesign | None = None  # residuals() structure, if any
 
     @property
     def n(self) -> int:
@@ -45,8 +49,9 @@ def build(spec: ModelSpec, data: pd.DataFrame, extra_variables: tuple[str, ...] 
     """
     if not isinstance(data, pd.DataFrame):
         raise DataError(f"data must be a pandas DataFrame, not {type(data).__name__}")
+    rspec = parse_residual(spec.options["residuals"]) if spec.options.get("residuals") else None
     used = ([spec.response] + fixed.variables(spec.fixed) + random.variables(spec.levels)
-            + list(extra_variables))
+            + list(extra_variables) + (rspec.variables if rspec else []))
     sample = select(data, list(dict.fromkeys(used)), spec.if_expr, spec.in_range)
     if sample.n_used == len(data):
         frame = data.reset_index(drop=True) if not isinstance(data.index, pd.RangeIndex) else data
@@ -55,7 +60,12 @@ def build(spec: ModelSpec, data: pd.DataFrame, extra_variables: tuple[str, ...] 
     y = _response(frame, spec.response)
     fx = fixed.build(spec.fixed, spec.constant, frame)
     equations = tuple(random.build(spec.levels, frame))
-    return Design(spec, y, fx, equations, sample)
+    residual = None
+    if rspec is not None:
+        if not spec.levels:
+            raise DataError("residuals() needs a level for its groups: add '|| group:, noconstant'")
+        residual = build_residual(rspec, spec.levels[-1].group, frame)
+    return Design(spec, y, fx, equations, sample, residual)
 
 
 def _response(frame: pd.DataFrame, name: str) -> np.ndarray:

@@ -70,6 +70,8 @@ def build(levels: tuple[ReLevel, ...], frame: pd.DataFrame) -> list[ReEquation]:
     out = []
     n = len(frame)
     for i, lvl in enumerate(levels):
+        if not lvl.terms and not lvl.constant:
+            continue  # a level that only names the groups of a residual structure
         if any(t.startswith("R.") for t in lvl.terms):
             if len(lvl.terms) > 1:
                 raise DataError("give each R.var its own '|| _all:' equation")

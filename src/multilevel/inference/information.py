@@ -33,27 +33,32 @@ class NaturalFit:
 
 
 def natural_slices(model: LinearMixedModel) -> tuple[slice, ...]:
-    sizes = [s.n_natural for _, s, _ in equation_blocks(model)]
+    """Slices of φ: one per random-effects equation, then the residual structure's."""
+    sizes = [s.n_natural for _, s, _ in equation_blocks(model)] + [model.residual_slice.stop
+                                                                    - model.residual_slice.start]
     edges = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
     return tuple(slice(a, b) for a, b in zip(edges[:-1], edges[1:]))
 
 
 def to_natural(model: LinearMixedModel, theta: np.ndarray, sigma2: float) -> np.ndarray:
-    """φ of (θ, σ²): each Σ = σ² ΛΛᵀ in its structure's Stata metric, then ln σ."""
+    """φ of (θ, σ²): each Σ = σ² ΛΛᵀ in its structure's Stata metric, the residual
+    structure's own parameters, then ln σ."""
     parts = []
     for _, struct, sl in equation_blocks(model):
         lam = struct.to_lambda(theta[sl])
         with np.errstate(divide="ignore", invalid="ignore"):
             parts.append(struct.natural(sigma2 * lam @ lam.T))
-    return np.concatenate(parts + [[0.5 * np.log(sigma2)]])
+    return np.concatenate(parts + [theta[model.residual_slice], [0.5 * np.log(sigma2)]])
 
 
 def from_natural(model: LinearMixedModel, phi: np.ndarray) -> tuple[np.ndarray, float]:
     """(θ, σ²) of a φ vector (inverse of :func:`to_natural`)."""
     sigma2 = float(np.exp(2 * phi[-1]))
     theta = np.zeros(model.n_theta)
-    for (_, struct, sl), nsl in zip(equation_blocks(model), natural_slices(model)):
+    slices = natural_slices(model)
+    for (_, struct, sl), nsl in zip(equation_blocks(model), slices):
         theta[sl] = struct.from_sigma(struct.from_natural(phi[nsl]) / sigma2)
+    theta[model.residual_slice] = phi[slices[-1]]
     return theta, sigma2
 
 
@@ -93,7 +98,9 @@ def richardson_hessian(f, x: np.ndarray, h: float = 4e-3) -> np.ndarray:
 def natural_fit(model: LinearMixedModel, theta: np.ndarray, sigma2: float) -> NaturalFit:
     """φ̂ and Var(φ̂) = (−∂²ℓ/∂φ∂φᵀ)⁻¹ over the parameters not on the boundary."""
     phi = to_natural(model, theta, sigma2)
-    free = np.isfinite(phi) & (phi > -15)
+    n_re = sum(s.n_natural for _, s, _ in equation_blocks(model))
+    free = np.isfinite(phi)
+    free[:n_re] &= phi[:n_re] > -15  # a standard deviation at zero is on the boundary
     idx = np.flatnonzero(free)
 
     def partial(sub: np.ndarray) -> float:

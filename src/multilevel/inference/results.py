@@ -84,6 +84,8 @@ class MixedResults:
     warnings: tuple[str, ...] = ()
     options: dict = field(default_factory=dict)
     design: Any = None            # the Design fitted (for predictions and postestimation)
+    residual_label: str = ""      # residuals() structure, e.g. "AR(1)" ("" for independent)
+    residual_rows: tuple = ()     # (name, estimate, SE) of its parameters as Stata lists them
 
     # --- summaries ---------------------------------------------------------------
     @property
@@ -128,15 +130,42 @@ class MixedResults:
         n_groups: dict[str, int] = {}
         for e in self.equations:
             n_groups[e.count_key] = e.n_groups
-        extra = {"AIC": self.aic, "BIC": self.bic, "k": self.k, "N": self.nobs, "n_groups": n_groups,
-                 "wald_chi2": self.wald.stat, "wald_df": self.wald.df,
-                 "lr_chi2": self.lr.stat, "lr_df": self.lr.df}
-        return {"loglik": self.loglik,
+        residual, res_extra = self._residual_dict()
+        extra = {"AIC": float(self.aic), "BIC": float(self.bic), "k": int(self.k), "N": int(self.nobs),
+                 "n_groups": n_groups, "wald_chi2": float(self.wald.stat), "wald_df": int(self.wald.df),
+                 "lr_chi2": float(self.lr.stat), "lr_df": int(self.lr.df)}
+        return {"loglik": float(self.loglik),
                 "fixed": {"names": list(self.fixed.names), "coef": self.fixed.coef.tolist(),
                           "se": self.fixed.se.tolist()},
                 "random": random,
-                "residual": {"var": self.residual_var, "se": self.residual_se},
-                "extra": extra}
+                "residual": residual,
+                "extra": {**extra, **res_extra}}
+
+    def _residual_dict(self) -> tuple[dict, dict]:
+        """The "residual" entry and the residual structure's numbers for "extra"."""
+        if not self.residual_rows:
+            return {"var": float(self.residual_var), "se": float(self.residual_se)}, {}
+        rows = {name: (value, se) for name, value, se in self.residual_rows}
+        var, se = rows.get("var(e)", (None, None))
+        extra: dict[str, Any] = {"residual_parameters": {n: v for n, (v, _) in rows.items()},
+                                 "residual_parameters_se": {n: s for n, (_, s) in rows.items()}}
+        if self.residual_label == "AR(1)":
+            extra["ar1_rho"], extra["ar1_rho_se"] = rows["rho"]
+        if "cov(e)" in rows:
+            extra["residual_cov"], extra["residual_cov_se"] = rows["cov(e)"]
+            if rows["cov(e)"][0] >= 0 and not self.equations:
+                # with cov(e) ≥ 0 this marginal model is the random-intercept model
+                # (var(_cons) = cov(e)), so that model's log likelihood is this one
+                extra["ll_random_intercept_model"] = self.loglik
+        if self.residual_label == "Unstructured":
+            extra.update(_unstructured_matrices(rows))
+        by = self.residual_label.partition(", by ")[2]
+        if by:
+            extra["residual_var_by"] = {f"{by}={n.split(':')[0]}": v for n, (v, _) in rows.items()
+                                        if n.endswith(": var(e)")}
+            extra["residual_var_by_se"] = {f"{by}={n.split(':')[0]}": s for n, (_, s) in rows.items()
+                                           if n.endswith(": var(e)")}
+        return {"var": var, "se": se}, extra
 
     # --- presentation ------------------------------------------------------------
     def table(self, **options: Any) -> str:
@@ -192,3 +221,17 @@ class MixedResults:
         from ..postestimation import random_effects_table
 
         return random_effects_table(self)
+
+
+def _unstructured_matrices(rows: dict) -> dict:
+    """``residual_cov_matrix`` (and its SEs) from Stata's var(e#)/cov(e#,e#) rows."""
+    levels = [n[5:-1] for n in rows if n.startswith("var(e")]
+    T = len(levels)
+    cov, se = np.zeros((T, T)), np.zeros((T, T))
+    for i, a in enumerate(levels):
+        cov[i, i], se[i, i] = rows[f"var(e{a})"]
+        for j in range(i):
+            cov[i, j] = cov[j, i] = rows[f"cov(e{levels[j]},e{a})"][0]
+            se[i, j] = se[j, i] = rows[f"cov(e{levels[j]},e{a})"][1]
+    return {"residual_t_levels": levels, "residual_cov_matrix": cov.tolist(),
+            "residual_cov_matrix_se": se.tolist()}

@@ -38,8 +38,10 @@ def results_at(model: LinearMixedModel, opt: OptSummary, level: float = 95.0,
     equations = _equations(model, opt.final, sigma2, nat, blups)
     loglik = -0.5 * opt.fmin
     n_var = sum(s.n_natural for _, s, _ in equation_blocks(model))
+    n_var += model.residual_slice.stop - model.residual_slice.start
     names = design.fixed.names
     notes = _checks(opt, design)
+    rows, label = _residual_rows(model, opt.final, sigma2, nat)
     return MixedResults(
         spec=design.spec, title=f"Mixed-effects {'REML' if reml else 'ML'} regression",
         method="reml" if reml else "ml", nobs=design.n, depvar=design.spec.response,
@@ -47,9 +49,32 @@ def results_at(model: LinearMixedModel, opt: OptSummary, level: float = 95.0,
         residual_var=sigma2, residual_se=2 * sigma2 * _se(nat.vcov, nat.free, len(nat.phi) - 1),
         residual_phi_se=_se(nat.vcov, nat.free, len(nat.phi) - 1), loglik=loglik,
         wald=wald_fixed(names, beta, vcov),
-        lr=lr_vs_linear(loglik, ols_loglik(model.A22[model.q_rest:, model.q_rest:], model.n, reml), n_var),
+        lr=lr_vs_linear(loglik, ols_loglik(model.raw_gram, model.n, reml), n_var),
         k=model.p + n_var + 1, optsummary=opt, theta=opt.final, level=level,
-        sample_notes=_sample_notes(design), warnings=notes, options=dict(options or {}), design=design)
+        sample_notes=_sample_notes(design), warnings=notes, options=dict(options or {}), design=design,
+        residual_label=label, residual_rows=rows)
+
+
+def _residual_rows(model, theta, sigma2, nat) -> tuple[tuple, str]:
+    """Stata's residual rows (name, estimate, SE by the delta method) for a residuals() structure."""
+    if model.residual is None:
+        return (), ""
+    rs = model.residual
+    sl = nat.slices[-1]
+    idx = list(range(sl.start, sl.stop)) + [len(nat.phi) - 1]
+    local = [i for i in idx if nat.free[i]]
+    pos = [int(np.flatnonzero(nat.free).tolist().index(i)) for i in local]
+
+    def values(sub: np.ndarray) -> np.ndarray:
+        phi = nat.phi[idx].copy()
+        phi[[idx.index(i) for i in local]] = sub
+        return np.array([v for _, v in rs.report(phi[:-1], np.exp(2 * phi[-1]))])
+
+    est = values(nat.phi[local])
+    se = np.sqrt(np.diag(delta_vcov(values, nat.phi[local], nat.vcov[np.ix_(pos, pos)])))
+    names = [n for n, _ in rs.report(theta[model.residual_slice], sigma2)]
+    label = rs.label + (f", by {rs.design.spec.by}" if rs.design.spec.by else "")
+    return tuple(zip(names, est.tolist(), se.tolist())), label
 
 
 def _se(vcov: np.ndarray, free: np.ndarray, i: int) -> float:

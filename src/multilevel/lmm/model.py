@@ -25,6 +25,7 @@ from scipy.linalg.lapack import dpotrf
 
 from ..design import Design
 from ..linalg import batched
+from .rside import ResidualModel
 from .terms import RandomTerm, make_terms
 
 
@@ -40,6 +41,7 @@ class Factor:
     log_det_z: float         # log |L_Z|²  (the random-effects part)
     log_det_x: float         # log |R_X|²  (the fixed-effects part)
     pwrss: float             # r²(θ), penalized residual sum of squares
+    log_det_r: float = 0.0   # Σ_j log |R_j| of a residual structure (0 for independent)
 
 
 class LinearMixedModel:
@@ -57,31 +59,57 @@ class LinearMixedModel:
         self.reml = reml
         self.terms: list[RandomTerm] = make_terms(design.equations)
         self.n, self.p = design.X.shape
-        self._theta_slices = _offsets([t.n_params for t in self.terms])
-        self._setup()
+        self.residual = ResidualModel(design.residual) if design.residual is not None else None
+        sizes = [t.n_params for t in self.terms] + [self.residual.n_params if self.residual else 0]
+        *self._theta_slices, self.residual_slice = _offsets(sizes)
+        self._raw = self._centered(np.column_stack([self.design.X, self.design.y]))
+        self.raw_gram = self._raw.T @ self._raw  # [X y]ᵀ[X y] (centred), for the linear regression
+        self._whitened_at: np.ndarray | None = None
+        self._log_det_r = 0.0
+        self._layout()
+        if self.residual is None:
+            self._stats(self._raw, [t.z for t in self.terms])
 
-    # --- sufficient statistics, computed once ---------------------------------
-    def _setup(self) -> None:
-        first, rest = self.terms[0], self.terms[1:]
-        D = self._centered(np.column_stack([self.design.X, self.design.y]))
+    # --- sufficient statistics --------------------------------------------------
+    def _layout(self) -> None:
+        """Index arrays of the blocked factor, fixed by the terms' sizes."""
+        rest = self.terms[1:]
         self.q_rest = sum(t.q for t in rest)
-        self.m = self.q_rest + D.shape[1]
-        self.A11 = first.block_gram()
-        self.A21D = first.cross_dense(D)  # (p+1, G1, k1): [X y]ᵀ Z₁ by group
-        self.A21Z = None                   # other terms' Zᵀ Z₁, sparse
+        self.m = self.q_rest + self.p + 1
+        self._rest_offsets = _offsets([t.q for t in rest])
+        self._rest_diag = np.arange(self.q_rest)
+        if self.terms:
+            first = self.terms[0]
+            k, g = first.k, np.arange(first.n_groups)
+            self._t_indptr = np.arange(0, first.q * k + 1, k)
+            self._t_indices = np.repeat(g * k, k * k) + np.tile(np.arange(k), first.n_groups * k)
+
+    def _stats(self, D: np.ndarray, zs: list[np.ndarray]) -> None:
+        """Cross-products of [Z X y] in blocks (once, or once per residual φ)."""
+        self.A21Z = None  # other terms' Zᵀ Z₁, sparse
+        if not self.terms:
+            self.A11, self.A21D, self.A22 = np.zeros((0, 0, 0)), np.zeros((D.shape[1], 0, 0)), D.T @ D
+            return
+        first, rest = self.terms[0], self.terms[1:]
+        self.A11 = first.block_gram(zs[0])
+        self.A21D = first.cross_dense(D, zs[0])  # (p+1, G1, k1): [X y]ᵀ Z₁ by group
         if rest:
-            z_rest = sparse.hstack([t.zt_sparse() for t in rest]).tocsc()
-            self.A21Z = (z_rest.T @ first.zt_sparse()).tocsr()
+            z_rest = sparse.hstack([t.zt_sparse(z) for t, z in zip(rest, zs[1:])]).tocsc()
+            self.A21Z = (z_rest.T @ first.zt_sparse(zs[0])).tocsr()
             zd = np.asarray(z_rest.T @ D)
             self.A22 = np.block([[(z_rest.T @ z_rest).toarray(), zd], [zd.T, D.T @ D]])
         else:
             self.A22 = D.T @ D
-        k = first.k
-        g = np.arange(first.n_groups)
-        self._t_indptr = np.arange(0, first.q * k + 1, k)
-        self._t_indices = np.repeat(g * k, k * k) + np.tile(np.arange(k), first.n_groups * k)
-        self._rest_offsets = _offsets([t.q for t in rest])
-        self._rest_diag = np.arange(self.q_rest)
+
+    def _whiten(self, phi: np.ndarray) -> None:
+        """Recompute the cross-products for residual parameters φ (cached)."""
+        if self._whitened_at is not None and np.array_equal(phi, self._whitened_at):
+            return
+        widths = [self._raw.shape[1]] + [t.k for t in self.terms]
+        W, self._log_det_r = self.residual.whiten(phi, np.column_stack([self._raw] + [t.z for t in self.terms]))
+        parts = np.split(W, np.cumsum(widths)[:-1], axis=1)
+        self._stats(parts[0], parts[1:])
+        self._whitened_at = np.array(phi, copy=True)
 
     def _centered(self, D: np.ndarray) -> np.ndarray:
         """Center X and y around their means when X has ``_cons``.
@@ -106,14 +134,17 @@ class LinearMixedModel:
     # --- parameters ------------------------------------------------------------
     @property
     def n_theta(self) -> int:
-        return sum(t.n_params for t in self.terms)
+        """Length of the parameter vector: θ of every term, then residual φ."""
+        return self.residual_slice.stop
 
     def theta_start(self) -> np.ndarray:
-        return np.concatenate([s.start() for t in self.terms for s in t.structures])
+        parts = [s.start() for t in self.terms for s in t.structures]
+        return np.concatenate(parts + [self.residual.start() if self.residual else np.zeros(0)])
 
     def theta_bounds(self) -> tuple[np.ndarray, np.ndarray]:
-        lower = np.concatenate([s.lower for t in self.terms for s in t.structures])
-        upper = np.concatenate([s.upper for t in self.terms for s in t.structures])
+        lo, hi = self.residual.bounds() if self.residual else (np.zeros(0), np.zeros(0))
+        lower = np.concatenate([s.lower for t in self.terms for s in t.structures] + [lo])
+        upper = np.concatenate([s.upper for t in self.terms for s in t.structures] + [hi])
         return lower, upper
 
     def lambdas(self, theta: np.ndarray) -> list[np.ndarray]:
@@ -124,7 +155,11 @@ class LinearMixedModel:
     def factor(self, theta: np.ndarray) -> Factor:
         """Blocked Cholesky factor of the penalized system at θ (MixedModels.jl ``updateL!``)."""
         theta = np.asarray(theta, dtype=float)
+        if self.residual is not None:
+            self._whiten(theta[self.residual_slice])
         lams = self.lambdas(theta)
+        if not self.terms:
+            return self._factor_marginal(theta)
         L11, Tblk = _block_cholesky(self.A11, lams[0])
         md, G, k = self.A21D.shape
         L21D = batched.right_multiply(self.A21D, Tblk).reshape(md, G * k)
@@ -146,7 +181,16 @@ class LinearMixedModel:
         d22 = np.diag(L22)
         log_det_z = 2 * np.log(np.diagonal(L11, axis1=1, axis2=2)).sum() + 2 * np.log(d22[:self.q_rest]).sum()
         log_det_x = 2 * np.log(d22[self.q_rest:-1]).sum()
-        return Factor(theta, L11, L21Z, L21D, L22, log_det_z, log_det_x, d22[-1] ** 2)
+        return Factor(theta, L11, L21Z, L21D, L22, log_det_z, log_det_x, d22[-1] ** 2, self._log_det_r)
+
+    def _factor_marginal(self, theta: np.ndarray) -> Factor:
+        """No random effects (a residual structure alone): L = chol([X y]ᵀ[X y])."""
+        L22, info = dpotrf(self.A22.copy(), lower=1, clean=1)
+        if info:
+            raise np.linalg.LinAlgError("XᵀX is not positive definite")
+        d = np.diag(L22)
+        return Factor(theta, np.zeros((0, 0, 0)), None, np.zeros((self.p + 1, 0)), L22, 0.0,
+                      2 * np.log(d[:-1]).sum(), d[-1] ** 2, self._log_det_r)
 
     def _rest_lambda_t(self, lams: list[np.ndarray]) -> sparse.csr_matrix:
         """Block-diagonal Λ̃ᵀ over the other terms' columns, identity on X and y."""
@@ -167,7 +211,7 @@ class LinearMixedModel:
         """
         nu = self.dof
         extra = f.log_det_x if self.reml else 0.0
-        return f.log_det_z + extra + nu * (1 + np.log(2 * np.pi * f.pwrss / nu))
+        return f.log_det_z + extra + f.log_det_r + nu * (1 + np.log(2 * np.pi * f.pwrss / nu))
 
     def objective(self, theta: np.ndarray) -> float:
         """−2 × profiled log (restricted) likelihood at θ; the optimizer's target."""
@@ -182,7 +226,8 @@ class LinearMixedModel:
         .. math:: ℓ = -\\tfrac12[\\log|L_θ|^2 (+\\log|R_X|^2) + ν\\log(2πσ^2) + r^2(θ)/σ^2]
         """
         extra = f.log_det_x if self.reml else 0.0
-        return -0.5 * (f.log_det_z + extra + self.dof * np.log(2 * np.pi * sigma2) + f.pwrss / sigma2)
+        return -0.5 * (f.log_det_z + extra + f.log_det_r + self.dof * np.log(2 * np.pi * sigma2)
+                       + f.pwrss / sigma2)
 
     # --- estimates at θ ----------------------------------------------------------
     def sigma2(self, f: Factor) -> float:
@@ -200,6 +245,8 @@ class LinearMixedModel:
         beta = self._C @ x2[self.q_rest:]
         if "_cons" in self.design.fixed.names:
             beta[self.design.fixed.names.index("_cons")] += self._y_shift
+        if not self.terms:
+            return beta, []
         rhs1 = f.L21D[-1] - f.L21D[:-1].T @ x2[self.q_rest:]
         if f.L21Z is not None:
             rhs1 = rhs1 - f.L21Z.T @ x2[:self.q_rest]

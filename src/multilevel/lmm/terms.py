@@ -43,30 +43,32 @@ class RandomTerm:
             out[cs, cs] = s.to_lambda(theta[ps])
         return out
 
-    def zt_sparse(self) -> sparse.csc_matrix:
-        """The n×q matrix Z of this term (for cross-products between terms)."""
+    def zt_sparse(self, z: np.ndarray | None = None) -> sparse.csc_matrix:
+        """The n×q matrix Z of this term (``z`` replaces the term's values, e.g. whitened)."""
+        z = self.z if z is None else z
         n = len(self.refs)
         rows = np.repeat(np.arange(n), self.k)
         cols = (self.refs[:, None].astype(np.int64) * self.k + np.arange(self.k)).ravel()
-        return sparse.csc_matrix((self.z.ravel(), (rows, cols)), shape=(n, self.q))
+        return sparse.csc_matrix((z.ravel(), (rows, cols)), shape=(n, self.q))
 
-    def block_gram(self, w: np.ndarray | None = None) -> np.ndarray:
+    def block_gram(self, z: np.ndarray | None = None) -> np.ndarray:
         """ZᵀZ as (G, k, k) blocks: Σ_{i in g} z_i z_iᵀ."""
-        zw = self.z if w is None else self.z * w[:, None]
+        z = self.z if z is None else z
         out = np.empty((self.n_groups, self.k, self.k))
         for a in range(self.k):
             for b in range(a, self.k):
-                s = np.bincount(self.refs, weights=zw[:, a] * self.z[:, b], minlength=self.n_groups)
+                s = np.bincount(self.refs, weights=z[:, a] * z[:, b], minlength=self.n_groups)
                 out[:, a, b] = out[:, b, a] = s
         return out
 
-    def cross_dense(self, D: np.ndarray) -> np.ndarray:
+    def cross_dense(self, D: np.ndarray, z: np.ndarray | None = None) -> np.ndarray:
         """Dᵀ Z as (m, G, k): Σ_{i in g} D_i z_iᵀ, one pass per column pair."""
+        z = self.z if z is None else z
         m = D.shape[1]
         out = np.empty((m, self.n_groups, self.k))
         for j in range(m):
             for a in range(self.k):
-                out[j, :, a] = np.bincount(self.refs, weights=D[:, j] * self.z[:, a], minlength=self.n_groups)
+                out[j, :, a] = np.bincount(self.refs, weights=D[:, j] * z[:, a], minlength=self.n_groups)
         return out
 
 

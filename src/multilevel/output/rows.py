@@ -75,7 +75,28 @@ def residual_row(res, stddev: bool) -> Row:
     return _var_row("Residual", "Residual", phi, res.residual_phi_se, crit, stddev)
 
 
+def structure_rows(res) -> list[Row]:
+    """Rows of a residuals() structure: variances on the log scale, correlation-type
+    parameters (``rho``) on the atanh scale, the rest normal, as Stata."""
+    crit = critical_value(res.level)
+    rows = []
+    for name, value, se in res.residual_rows:
+        base = name.split(": ")[-1]
+        if base.startswith("var("):
+            phi, phi_se = 0.5 * np.log(value), se / (2 * value)
+            rows.append(Row("Residual", name, value, se, np.exp(2 * (phi - crit * phi_se)),
+                            np.exp(2 * (phi + crit * phi_se))))
+        elif base.startswith("rho"):
+            a, a_se = np.arctanh(value), se / (1 - value ** 2)
+            rows.append(Row("Residual", name, value, se, np.tanh(a - crit * a_se), np.tanh(a + crit * a_se)))
+        else:
+            rows.append(Row("Residual", name, value, se, value - crit * se, value + crit * se))
+    return rows
+
+
 def random_rows(res, stddev: bool = False) -> list[Row]:
     """All random-effects rows of a result, residual last."""
     rows = [r for e in res.equations for r in equation_rows(e, res.level, stddev)]
+    if res.residual_rows:
+        return rows + structure_rows(res)
     return rows + [residual_row(res, stddev)]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 
-from .rows import equation_rows, residual_row
+from .rows import equation_rows, residual_row, structure_rows
 from .stata_fmt import fmt_f, fmt_g
 
 WIDTH = 78
@@ -107,8 +107,13 @@ def random_table(res, stddev: bool) -> list[str]:
         lines.append(f"{(e.label + ': ' + e.structure)[:29]:<29}|")
         lines += [_random_line(r) for r in equation_rows(e, res.level, stddev)]
         lines.append(sep)
-    lines += [_random_line(residual_row(res, stddev)), LINE]
-    return lines
+    if res.residual_rows:
+        head, _, by = ("Residual: " + res.residual_label).partition(", by ")
+        lines += [f"{head + (',' if by else ''):<29}|"] + ([f"{'    by ' + by:<29}|"] if by else [])
+        lines += [_random_line(r) for r in structure_rows(res)]
+    else:
+        lines.append(_random_line(residual_row(res, stddev)))
+    return lines + [LINE]
 
 
 def _random_line(r) -> str:

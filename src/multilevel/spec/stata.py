@@ -150,8 +150,6 @@ def _parse_level(segment: str, path: tuple[str, ...], text: str, offset: int):
         raise SpecError("R.varname is allowed only in an _all: equation", text, offset)
     constant = not re_opts.get("noconstant", False) and not has_r
     cov = re_opts.get("covariance", "identity" if has_r else "independent")
-    if not terms and not constant:
-        raise SpecError(f"random-effects equation '{levelvar}:' has no terms", text, offset)
     level = ReLevel(group=group, terms=terms, constant=constant, covariance=cov,
                     label="_all" if levelvar == "_all" else levelvar)
     extra = {k: v for k, v in re_opts.items() if k in ("fweight", "pweight")}

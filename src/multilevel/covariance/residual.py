@@ -1,0 +1,247 @@
+"""Within-group residual structures: Stata's ``residuals(restype, t() by())``.
+
+Var(ε_j) = σ² R_j(φ) for each lowest-level group j, where R_j is a
+correlation-type matrix built from the group's time values (Pinheiro &
+Bates 2000, §5.3, nlme ``corStruct``/``varFunc``; [ME] mixed, residuals()).
+σ² is profiled out, so every structure fixes one scale: the first variance
+ratio is 1.
+
+Protocol (every structure provides)
+-----------------------------------
+``label``                Stata's name in the output (``AR(1)``)
+``n_params``             length of φ; ``start()``, ``lower``, ``upper``
+``needs_time``           whether t() values enter R
+``matrix(φ, t)``         R for one group with time values t (1-D array)
+``report(φ, σ²)``        [(row name, value)] as Stata lists them, ``var(e)`` last
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..spec.errors import SpecError
+
+
+def _lags(t: np.ndarray) -> np.ndarray:
+    return np.abs(t[:, None] - t[None, :])
+
+
+class Independent:
+    """``independent``: R = I (with ``by()``, one variance per level)."""
+
+    label, n_params, needs_time = "Independent", 0, False
+    lower = upper = np.zeros(0)
+
+    def start(self) -> np.ndarray:
+        return np.zeros(0)
+
+    def matrix(self, phi: np.ndarray, t: np.ndarray) -> np.ndarray:
+        return np.eye(len(t))
+
+    def report(self, phi, sigma2):
+        return [("var(e)", sigma2)]
+
+
+class Exchangeable:
+    """``exchangeable``: a common correlation ρ = tanh(φ₀)."""
+
+    label, n_params, needs_time = "Exchangeable", 1, False
+    lower, upper = np.array([-8.0]), np.array([8.0])
+
+    def start(self) -> np.ndarray:
+        return np.array([0.1])
+
+    def matrix(self, phi, t):
+        n, rho = len(t), np.tanh(phi[0])
+        return (1 - rho) * np.eye(n) + rho
+
+    def report(self, phi, sigma2):
+        return [("var(e)", sigma2), ("cov(e)", sigma2 * np.tanh(phi[0]))]
+
+
+class AR:
+    """``ar p``: stationary AR(p), parametrized by partial autocorrelations tanh(φ).
+
+    Lags are differences of the integer time variable, so gaps are allowed.
+    The autocorrelations come from the Durbin–Levinson recursion.
+    """
+
+    needs_time = True
+
+    def __init__(self, order: int):
+        self.order = order
+        self.n_params = order
+        self.label = f"AR({order})"
+        self.lower, self.upper = np.full(order, -8.0), np.full(order, 8.0)
+
+    def start(self):
+        return np.full(self.order, 0.2)
+
+    def coefficients(self, phi: np.ndarray) -> np.ndarray:
+        """AR coefficients from partial autocorrelations (Durbin–Levinson)."""
+        a = np.zeros(0)
+        for r in np.tanh(phi):
+            a = np.concatenate([a - r * a[::-1], [r]])
+        return a
+
+    def acf(self, phi: np.ndarray, max_lag: int) -> np.ndarray:
+        """ρ_0..ρ_max_lag: Yule–Walker for lags 1..p, then ρ_k = Σ_j a_j ρ_{k−j}."""
+        a = self.coefficients(phi)
+        p = len(a)
+        M = np.eye(p)
+        for k in range(1, p + 1):
+            for j in range(1, p + 1):
+                if k != j:
+                    M[k - 1, abs(k - j) - 1] -= a[j - 1]
+        out = [1.0] + list(np.linalg.solve(M, a))
+        for k in range(p + 1, max_lag + 1):
+            out.append(sum(a[j - 1] * out[k - j] for j in range(1, p + 1)))
+        return np.array(out[:max_lag + 1])
+
+    def matrix(self, phi, t):
+        lags = _lags(t).astype(int)
+        return self.acf(phi, int(lags.max()))[lags]
+
+    def report(self, phi, sigma2):
+        a = self.coefficients(phi)
+        names = ["rho"] if self.order == 1 else [f"rho{i + 1}" for i in range(self.order)]
+        return list(zip(names, a)) + [("var(e)", sigma2)]
+
+
+class MA:
+    """``ma q``: MA(q) with coefficients θ; ρ_h = (θ_h + Σθ_iθ_{i+h}) / Σθ_i² (θ₀ = 1)."""
+
+    needs_time = True
+
+    def __init__(self, order: int):
+        self.order = order
+        self.n_params = order
+        self.label = f"MA({order})"
+        self.lower, self.upper = np.full(order, -20.0), np.full(order, 20.0)
+
+    def start(self):
+        return np.full(self.order, 0.2)
+
+    def matrix(self, phi, t):
+        theta = np.concatenate([[1.0], phi])
+        denom = theta @ theta
+        acf = np.array([theta[:len(theta) - h] @ theta[h:] / denom for h in range(len(theta))])
+        lags = _lags(t).astype(int)
+        return np.where(lags <= self.order, acf[np.minimum(lags, self.order)], 0.0)
+
+    def report(self, phi, sigma2):
+        names = ["theta"] if self.order == 1 else [f"theta{i + 1}" for i in range(self.order)]
+        return list(zip(names, phi)) + [("var(e)", sigma2)]
+
+
+class Exponential:
+    """``exponential``: corr = ρ^|t_i − t_k| for real-valued t, ρ = logistic(φ₀)."""
+
+    label, n_params, needs_time = "Exponential", 1, True
+    lower, upper = np.array([-15.0]), np.array([15.0])
+
+    def start(self):
+        return np.array([0.0])
+
+    @staticmethod
+    def rho(phi):
+        return 1 / (1 + np.exp(-phi[0]))
+
+    def matrix(self, phi, t):
+        return self.rho(phi) ** _lags(t)
+
+    def report(self, phi, sigma2):
+        return [("rho", self.rho(phi)), ("var(e)", sigma2)]
+
+
+class Toeplitz:
+    """``toeplitz k``: correlations ρ_1..ρ_k = tanh(φ) by lag, 0 beyond lag k."""
+
+    needs_time = True
+
+    def __init__(self, order: int):
+        self.order = order
+        self.n_params = order
+        self.label = f"Toeplitz({order})"
+        self.lower, self.upper = np.full(order, -8.0), np.full(order, 8.0)
+
+    def start(self):
+        return np.full(self.order, 0.1)
+
+    def matrix(self, phi, t):
+        acf = np.concatenate([[1.0], np.tanh(phi)])
+        lags = _lags(t).astype(int)
+        return np.where(lags <= self.order, acf[np.minimum(lags, self.order)], 0.0)
+
+    def report(self, phi, sigma2):
+        return [(f"rho{i + 1}", r) for i, r in enumerate(np.tanh(phi))] + [("var(e)", sigma2)]
+
+
+class Unstructured:
+    """``unstructured`` / ``banded b``: a free covariance over the levels of t().
+
+    Relative SDs exp(φ) for levels 2..T (level 1 fixed at 1); correlations
+    from a unit-diagonal-normalized LLᵀ with free sub-diagonal L (any positive
+    definite correlation matrix), or, for ``banded``, tanh(φ) inside the band
+    and 0 outside.
+    """
+
+    needs_time = True
+
+    def __init__(self, levels: np.ndarray, band: int | None = None):
+        self.levels = np.asarray(levels)
+        T = len(self.levels)
+        self.band = band
+        self.pairs = [(i, j) for i in range(T) for j in range(i) if band is None or i - j <= band]
+        self.n_params = (T - 1) + len(self.pairs)
+        self.label = "Unstructured" if band is None else f"Banded({band})"
+        self.lower, self.upper = np.full(self.n_params, -20.0), np.full(self.n_params, 20.0)
+
+    def start(self):
+        return np.zeros(self.n_params)
+
+    def full(self, phi: np.ndarray) -> np.ndarray:
+        T = len(self.levels)
+        sd = np.exp(np.concatenate([[0.0], phi[:T - 1]]))
+        free = phi[T - 1:]
+        if self.band is None:
+            L = np.eye(T)
+            for (i, j), v in zip(self.pairs, free):
+                L[i, j] = v
+            S = L @ L.T
+            d = np.sqrt(np.diag(S))
+            corr = S / np.outer(d, d)
+        else:
+            corr = np.eye(T)
+            for (i, j), v in zip(self.pairs, np.tanh(free)):
+                corr[i, j] = corr[j, i] = v
+        return corr * np.outer(sd, sd)
+
+    def matrix(self, phi, t):
+        idx = np.searchsorted(self.levels, t)
+        return self.full(phi)[np.ix_(idx, idx)]
+
+    def report(self, phi, sigma2):
+        S = sigma2 * self.full(phi)
+        names = [str(int(v)) if float(v).is_integer() else str(v) for v in self.levels]
+        out = [(f"var(e{names[i]})", S[i, i]) for i in range(len(names))]
+        out += [(f"cov(e{names[j]},e{names[i]})", S[i, j]) for i, j in sorted(self.pairs, key=lambda p: (p[1], p[0]))]
+        return out
+
+
+KINDS = ("independent", "exchangeable", "ar", "ma", "unstructured", "banded", "toeplitz", "exponential")
+
+
+def make(kind: str, order: int | None, t_levels: np.ndarray | None):
+    """The structure for Stata's ``residuals(kind [order])``."""
+    if kind == "independent":
+        return Independent()
+    if kind == "exchangeable":
+        return Exchangeable()
+    if kind == "exponential":
+        return Exponential()
+    if kind in ("ar", "ma", "toeplitz"):
+        cls = {"ar": AR, "ma": MA, "toeplitz": Toeplitz}[kind]
+        return cls(order or 1)
+    if kind in ("unstructured", "banded"):
+        return Unstructured(t_levels, band=(order if kind == "banded" else None))
+    raise SpecError(f"unknown residual structure '{kind}' (choose one of {', '.join(KINDS)})")

@@ -1,0 +1,93 @@
+"""The residual-structure part of the design: groups, time values and by() levels.
+
+Stata's ``residuals(restype [#] [, t(varname) by(varname)])``: residuals are
+correlated within the groups of the lowest random-effects level.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ..covariance.residual import KINDS
+from ..spec.errors import DataError, SpecError
+from ..spec.options import split_top, tokenize_options
+from .random import group_codes
+
+
+@dataclass(frozen=True)
+class ResidualSpec:
+    """Parsed ``residuals()`` option."""
+
+    kind: str
+    order: int | None = None
+    t: str | None = None
+    by: str | None = None
+
+    @property
+    def variables(self) -> list[str]:
+        return [v for v in (self.t, self.by) if v]
+
+
+def parse(text: str) -> ResidualSpec:
+    """``"ar 1, t(time)"`` -> ResidualSpec("ar", 1, "time")."""
+    parts = split_top(text, ",")
+    words = parts[0].split()
+    if not words:
+        raise SpecError("residuals() needs a structure", text)
+    kind = next((k for k in KINDS if k.startswith(words[0].lower()) and len(words[0]) >= 2), None)
+    if kind is None:
+        raise SpecError(f"unknown residual structure '{words[0]}' (choose one of {', '.join(KINDS)})", text)
+    order = None
+    if kind in ("ar", "ma", "banded", "toeplitz"):
+        order = int(words[1]) if len(words) > 1 and re.fullmatch(r"\d+", words[1]) else 1
+    opts = dict(tokenize_options(parts[1])) if len(parts) > 1 else {}
+    unknown = set(opts) - {"t", "by"}
+    if unknown:
+        raise SpecError(f"unknown residuals() option(s) {', '.join(sorted(unknown))}", text)
+    if kind in ("ar", "ma", "toeplitz", "exponential") and not opts.get("t"):
+        raise SpecError(f"residuals({kind}) needs t(varname)", text)
+    return ResidualSpec(kind, order, opts.get("t"), opts.get("by"))
+
+
+@dataclass(frozen=True)
+class ResidualDesign:
+    """Rows grouped for the residual structure.
+
+    ``groups``: group code of each row (the lowest random-effects level);
+    ``t``: time value of each row (position within group when no t());
+    ``by``: by() level code of each row and the level labels.
+    """
+
+    spec: ResidualSpec
+    groups: np.ndarray
+    t: np.ndarray
+    t_levels: np.ndarray
+    by: np.ndarray
+    by_levels: tuple
+
+
+def build(spec: ResidualSpec, group_key: tuple[str, ...], frame: pd.DataFrame) -> ResidualDesign:
+    groups, _ = group_codes(frame, group_key)
+    if spec.t:
+        t = frame[spec.t].to_numpy(dtype=float)
+    else:
+        t = (pd.Series(np.ones(len(frame))).groupby(groups).cumsum()).to_numpy()
+    if spec.kind in ("ar", "ma", "toeplitz", "unstructured", "banded") and np.any(t != np.round(t)):
+        raise DataError(f"t() variable '{spec.t}' must be integer-valued for residuals({spec.kind})")
+    if spec.kind in ("unstructured", "banded", "ar", "ma", "toeplitz", "exponential"):
+        dup = pd.DataFrame({"g": groups, "t": t}).duplicated().any()
+        if dup:
+            raise DataError(f"t() variable '{spec.t}' has repeated values within a group")
+    if spec.by:
+        by, levels = group_codes(frame, (spec.by,))
+        if spec.kind != "independent":
+            varies = pd.Series(by).groupby(groups).nunique().max() > 1
+            if varies:
+                raise DataError(f"by() variable '{spec.by}' must be constant within groups for "
+                                f"residuals({spec.kind})")
+    else:
+        by, levels = np.zeros(len(frame), dtype=np.int32), ("",)
+    return ResidualDesign(spec, groups, t, np.unique(t), by, levels)
