@@ -454,3 +454,20 @@ def test_residual_structures_are_refused_where_iid_errors_are_assumed(fits):
                  lambda: res.estat("wcorrelation"), res.random_effects_table):
         with pytest.raises(SpecError, match="residuals"):
             call()
+
+
+def test_estat_icc_reproduces_statas_printed_productivity_example():
+    """Stata: mixed gsp private emp hwy water other unemp || region: || state: ; estat icc
+    (stata.com/features/overview/intraclass-correlations-for-multilevel-models):
+    region .159893 (.127627) [.0287143, .5506202]; variances .0014506, .0062757, .0013461."""
+    p = pd.read_csv(pathlib.Path(__file__).parent / "references" / "postestimation" / "Produc.csv")
+    d = pd.DataFrame({"state": pd.factorize(p.state)[0] + 1, "region": p.region, "gsp": np.log(p.gsp),
+                      "private": np.log(p.pc), "emp": np.log(p.emp), "hwy": np.log(p.hwy),
+                      "water": np.log(p.water), "other": np.log(p.util), "unemp": p.unemp})
+    res = ml.mixed("gsp private emp hwy water other unemp || region: || state:", data=d)
+    assert res.loglik == pytest.approx(1430.5017, abs=2e-4)
+    out = res.estat("icc").to_frame()
+    assert list(out.index) == ["region", "state|region"]
+    assert out.loc["region"].tolist() == pytest.approx([.159893, .127627, .0287143, .5506202], rel=2e-5)
+    v = (.0014506, .0062757, .0013461)
+    assert out.loc["state|region", "icc"] == pytest.approx((v[0] + v[1]) / sum(v), rel=2e-5)
