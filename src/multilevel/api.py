@@ -15,7 +15,7 @@ GLMM_COMMANDS = ("meglm", "melogit", "meprobit", "mecloglog", "mepoisson", "menb
 
 # keyword arguments that are Stata reporting options
 REPORTING = ("level", "variance", "stddeviations", "noretable", "nofetable", "noheader", "nogroup",
-             "nolog", "nolrtest", "log")
+             "nolog", "nolrtest", "log", "dfmethod", "residuals")
 
 
 def _spec(text: str, command: str, reml: bool | None, options: dict[str, Any]) -> ModelSpec:
@@ -64,8 +64,16 @@ def _fit_spec(spec: ModelSpec, data: pd.DataFrame):
     design = _design.build(spec, data)
     _check_design(design)
     opts = dict(spec.options)
-    return fit_lmm(design, reml=spec.method == "reml", backend=opts.pop("optimizer", "nlopt"),
-                   level=float(opts.get("level", 95.0)), options=opts)
+    res = fit_lmm(design, reml=spec.method == "reml", backend=opts.pop("optimizer", "nlopt"),
+                  level=float(opts.get("level", 95.0)), options=opts)
+    if opts.get("dfmethod"):
+        from .inference.small_sample import apply_dfmethod
+
+        try:
+            res = apply_dfmethod(res, str(opts["dfmethod"]))
+        except ValueError as exc:
+            raise SpecError(str(exc)) from None
+    return res
 
 
 def _check_design(design) -> None:

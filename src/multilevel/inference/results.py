@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from ..optimize import OptSummary
-from .distributions import critical_value, normal_two_sided_p
+from .distributions import critical_value, normal_two_sided_p, t_critical, t_two_sided_p
 from .tests import TestResult
 
 
@@ -86,6 +86,9 @@ class MixedResults:
     design: Any = None            # the Design fitted (for predictions and postestimation)
     residual_label: str = ""      # residuals() structure, e.g. "AR(1)" ("" for independent)
     residual_rows: tuple = ()     # (name, estimate, SE) of its parameters as Stata lists them
+    df_method: str = ""           # dfmethod() as the key of its DF in to_dict(): "residual",
+                                  # "satterthwaite_eim" (Stata's default), "satterthwaite" (oim), "kenwardroger"
+    df: tuple | None = None       # DF of each fixed effect under df_method
 
     # --- summaries ---------------------------------------------------------------
     @property
@@ -105,10 +108,15 @@ class MixedResults:
         """Coefficient table: estimate, SE, z, P>|z| and the CI at ``level``."""
         coef, se = self.fixed.coef, self.fixed.se
         z = coef / se
+        index = pd.Index(self.fixed.names, name="term")
+        if self.df is not None:  # dfmethod(): t statistics with per-coefficient DF
+            df = np.asarray(self.df)
+            crit = t_critical(self.level, df)
+            return pd.DataFrame({"estimate": coef, "se": se, "t": z, "df": df, "p": t_two_sided_p(z, df),
+                                 "ci_lower": coef - crit * se, "ci_upper": coef + crit * se}, index=index)
         crit = critical_value(self.level)
         return pd.DataFrame({"estimate": coef, "se": se, "z": z, "p": normal_two_sided_p(z),
-                             "ci_lower": coef - crit * se, "ci_upper": coef + crit * se},
-                            index=pd.Index(self.fixed.names, name="term"))
+                             "ci_lower": coef - crit * se, "ci_upper": coef + crit * se}, index=index)
 
     @property
     def random_effects(self) -> pd.DataFrame:
@@ -134,12 +142,24 @@ class MixedResults:
         extra = {"AIC": float(self.aic), "BIC": float(self.bic), "k": int(self.k), "N": int(self.nobs),
                  "n_groups": n_groups, "wald_chi2": float(self.wald.stat), "wald_df": int(self.wald.df),
                  "lr_chi2": float(self.lr.stat), "lr_df": int(self.lr.df)}
+        extra.update(self._df_extra())
         return {"loglik": float(self.loglik),
                 "fixed": {"names": list(self.fixed.names), "coef": self.fixed.coef.tolist(),
                           "se": self.fixed.se.tolist()},
                 "random": random,
                 "residual": residual,
                 "extra": {**extra, **res_extra}}
+
+    def _df_extra(self) -> dict[str, Any]:
+        """Small-sample DF of a REML fit (lmerTest/pbkrtest conventions), for small n."""
+        from .small_sample import AUTO_N, small_sample_summary
+
+        if self.method != "reml" or self.residual_rows or self.nobs > AUTO_N:
+            return {} if self.df is None else {f"df_{self.df_method}": list(self.df)}
+        out = small_sample_summary(self)
+        if self.df is not None:
+            out[f"df_{self.df_method}"] = list(self.df)
+        return out
 
     def _residual_dict(self) -> tuple[dict, dict]:
         """The "residual" entry and the residual structure's numbers for "extra"."""

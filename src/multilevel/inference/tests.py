@@ -19,7 +19,8 @@ class TestResult:
     stat: float
     df: int
     pvalue: float
-    kind: str = "chi2"  # "chi2" or "chibar2"
+    kind: str = "chi2"  # "chi2", "chibar2" or "F"
+    df2: float = float("nan")  # denominator DF of an F test
 
 
 def wald_fixed(names: tuple[str, ...], beta: np.ndarray, vcov: np.ndarray) -> TestResult:

@@ -23,7 +23,7 @@ def _g(x: float, width: int) -> str:
     a = abs(x)
     room = width - 1  # Stata keeps one position for the sign
     magnitude = math.floor(math.log10(a))
-    if magnitude >= room or magnitude < -4:
+    if magnitude >= room or magnitude < -5:
         return sign + _exp(a, room - len(sign))
     if a < 1:
         text = f"{a:.{room - 1}f}"

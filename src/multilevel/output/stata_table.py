@@ -42,12 +42,27 @@ def header(res) -> list[str]:
             lines.append(f"{abbreviate(name, 15):>15} |{n:>11,}{lo:>11,}{avg:>11.1f}{hi:>11,}")
         lines += ["-" * 61, ""]
     wald = res.wald
-    df_text = f"Wald chi2({wald.df})"
-    lines.append(_right(df_text, fmt_f(wald.stat, 10, 2) if wald.df else "."))
+    if res.df is not None:
+        lines += _df_lines(res)
+    if wald.kind == "F":
+        test_text, prob = f"F({wald.df}, {wald.df2:.2f})", "Prob > F"
+    else:
+        test_text, prob = f"Wald chi2({wald.df})", "Prob > chi2"
+    lines.append(_right(test_text, fmt_f(wald.stat, 10, 2) if wald.df else "."))
     ll_label = "Log restricted-likelihood" if res.method == "reml" else "Log likelihood"
     p_text = fmt_f(wald.pvalue, 10, 4) if wald.df else "."
-    lines.append(_pair(f"{ll_label} = {fmt_g(res.loglik, 10).strip()}", "Prob > chi2", p_text))
+    lines.append(_pair(f"{ll_label} = {fmt_g(res.loglik, 10).strip()}", prob, p_text))
     return lines
+
+
+DF_LABELS = {"residual": "Residual", "satterthwaite": "Satterthwaite", "satterthwaite_eim": "Satterthwaite",
+             "kenwardroger": "Kenward-Roger"}
+
+
+def _df_lines(res) -> list[str]:
+    df = res.df
+    return [f"{'DF method: ' + DF_LABELS[res.df_method]:<48}DF:{'':11}min ={min(df):>11.2f}",
+            f"{'':62}avg ={sum(df) / len(df):>11.2f}", f"{'':62}max ={max(df):>11.2f}", ""]
 
 
 def _group_levels(res) -> list[tuple[str, int, tuple[int, float, int]]]:
@@ -69,7 +84,8 @@ def _group_levels(res) -> list[tuple[str, int, tuple[int, float, int]]]:
 def coefficient_table(res) -> list[str]:
     fe = res.fixed_effects
     lvl = f"{res.level:g}"
-    lines = [LINE, f"{abbreviate(res.depvar, 12):>12} | Coefficient  Std. err.      z    P>|z|     "
+    stat = "t    P>|t|" if res.df is not None else "z    P>|z|"
+    lines = [LINE, f"{abbreviate(res.depvar, 12):>12} | Coefficient  Std. err.      {stat}     "
              f"[{lvl}% conf. interval]", "-" * 13 + "+" + "-" * 64]
     previous_group = None
     for name, row in fe.iterrows():
@@ -80,7 +96,8 @@ def coefficient_table(res) -> list[str]:
             lines.append(f"{abbreviate(group, 12):>12} |")
         previous_group = group
         text = f"{label:>11}  |" if group else f"{abbreviate(label, 12):>12} |"
-        lines.append(text + f"  {fmt_g(row.estimate)}  {fmt_g(row.se)}{fmt_f(row.z, 9, 2)}"
+        stat = row.t if res.df is not None else row.z
+        lines.append(text + f"  {fmt_g(row.estimate)}  {fmt_g(row.se)}{fmt_f(stat, 9, 2)}"
                             f"{fmt_f(row.p, 8, 3)}    {fmt_g(row.ci_lower)}   {fmt_g(row.ci_upper)}")
     for name in res.fixed.omitted:
         lines.append(f"{abbreviate(name, 12):>12} |          0  (omitted)")
