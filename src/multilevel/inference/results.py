@@ -86,6 +86,7 @@ class MixedResults:
     design: Any = None            # the Design fitted (for predictions and postestimation)
     residual_label: str = ""      # residuals() structure, e.g. "AR(1)" ("" for independent)
     residual_rows: tuple = ()     # (name, estimate, SE) of its parameters as Stata lists them
+    residual_extra: dict = field(default_factory=dict)  # its numbers under stable keys (ar1_rho, ...)
     df_method: str = ""           # dfmethod() as the key of its DF in to_dict(): "residual",
                                   # "satterthwaite_eim" (Stata's default), "satterthwaite" (oim), "kenwardroger"
     df: tuple | None = None       # DF of each fixed effect under df_method
@@ -169,15 +170,13 @@ class MixedResults:
         var, se = rows.get("var(e)", (None, None))
         extra: dict[str, Any] = {"residual_parameters": {n: v for n, (v, _) in rows.items()},
                                  "residual_parameters_se": {n: s for n, (_, s) in rows.items()}}
-        if self.residual_label == "AR(1)":
-            extra["ar1_rho"], extra["ar1_rho_se"] = rows["rho"]
+        extra.update(self.residual_extra)
         if "cov(e)" in rows:
-            extra["residual_cov"], extra["residual_cov_se"] = rows["cov(e)"]
             if rows["cov(e)"][0] >= 0 and not self.equations:
                 # with cov(e) ≥ 0 this marginal model is the random-intercept model
                 # (var(_cons) = cov(e)), so that model's log likelihood is this one
                 extra["ll_random_intercept_model"] = self.loglik
-        if self.residual_label == "Unstructured":
+        if self.residual_label.startswith(("Unstructured", "Banded")):
             extra.update(_unstructured_matrices(rows))
         by = self.residual_label.partition(", by ")[2]
         if by:
@@ -248,10 +247,13 @@ def _unstructured_matrices(rows: dict) -> dict:
     levels = [n[5:-1] for n in rows if n.startswith("var(e")]
     T = len(levels)
     cov, se = np.zeros((T, T)), np.zeros((T, T))
+    se[:] = np.nan  # structural zeros of banded() have no SE
     for i, a in enumerate(levels):
         cov[i, i], se[i, i] = rows[f"var(e{a})"]
         for j in range(i):
-            cov[i, j] = cov[j, i] = rows[f"cov(e{levels[j]},e{a})"][0]
-            se[i, j] = se[j, i] = rows[f"cov(e{levels[j]},e{a})"][1]
+            value = rows.get(f"cov(e{levels[j]},e{a})")
+            if value is not None:
+                cov[i, j] = cov[j, i] = value[0]
+                se[i, j] = se[j, i] = value[1]
     return {"residual_t_levels": levels, "residual_cov_matrix": cov.tolist(),
-            "residual_cov_matrix_se": se.tolist()}
+            "residual_cov_matrix_se": [[None if np.isnan(v) else float(v) for v in row] for row in se]}

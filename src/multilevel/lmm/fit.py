@@ -52,7 +52,8 @@ def results_at(model: LinearMixedModel, opt: OptSummary, level: float = 95.0,
         lr=lr_vs_linear(loglik, ols_loglik(model.raw_gram, model.n, reml), n_var),
         k=model.p + n_var + 1, optsummary=opt, theta=opt.final, level=level,
         sample_notes=_sample_notes(design), warnings=notes, options=dict(options or {}), design=design,
-        residual_label=label, residual_rows=rows)
+        residual_label=label, residual_rows=rows,
+        residual_extra=residual_extra(model.residual, rows, opt.final[model.residual_slice]) if rows else {})
 
 
 def _residual_rows(model, theta, sigma2, nat) -> tuple[tuple, str]:
@@ -75,6 +76,51 @@ def _residual_rows(model, theta, sigma2, nat) -> tuple[tuple, str]:
     names = [n for n, _ in rs.report(theta[model.residual_slice], sigma2)]
     label = rs.label + (f", by {rs.design.spec.by}" if rs.design.spec.by else "")
     return tuple(zip(names, est.tolist(), se.tolist())), label
+
+
+def residual_extra(rs, rows: tuple, phi: np.ndarray) -> dict:
+    """The structure's numbers under stable keys (``ar1_rho``, ``ma1_theta``, ``exp_range``, ...),
+    as dicts over by() levels (``ar1_rho_by``) when there is a by() variable."""
+    kind, order = rs.design.spec.kind, rs.design.spec.order
+    prefix = {"ar": f"ar{order}", "ma": f"ma{order}", "toeplitz": "toeplitz", "exponential": "exp",
+              "exchangeable": "residual"}.get(kind)
+    by = rs.design.spec.by
+    out: dict = {}
+    for level, label in enumerate(rs.design.by_levels):
+        values = {}
+        for name, value, se in rows:
+            head, _, base = name.rpartition(": ")
+            if by and head != str(label):
+                continue
+            key = base.replace("(e)", "")
+            if prefix and key != "var":
+                values[f"{prefix}_{key}"], values[f"{prefix}_{key}_se"] = value, se
+        values.update(_derived(rs, rs.level_params(phi, level), dict((n.rpartition(": ")[2], (v, s))
+                                                                      for n, v, s in rows
+                                                                      if not by or n.startswith(f"{label}: "))))
+        for key, value in values.items():
+            if by:
+                base, se_suffix = (key[:-3], "_se") if key.endswith("_se") else (key, "")
+                out.setdefault(f"{base}_by{se_suffix}", {})[f"{by}={label}"] = value
+            else:
+                out[key] = value
+    return out
+
+
+def _derived(rs, phi: np.ndarray, rows: dict) -> dict:
+    """Equivalent parametrizations other software reports (nlme's range, lag-1 correlations)."""
+    kind, order = rs.design.spec.kind, rs.design.spec.order
+    var = rows.get("var(e)", (np.nan, np.nan))[0]
+    if kind == "exponential":
+        rho, se = rows["rho"]
+        return {"exp_range": -1 / np.log(rho), "exp_range_se": se / (rho * np.log(rho) ** 2)}
+    if kind == "ar" and order > 1:
+        return {f"ar{order}_lag1_corr": float(rs.structure.acf(phi, 1)[1])}
+    if kind == "ma":
+        theta = np.concatenate([[1.0], phi])
+        return {f"ma{order}_lag1_corr": float(theta[:-1] @ theta[1:] / (theta @ theta)),
+                f"ma{order}_innovation_var": float(var / (theta @ theta))}
+    return {}
 
 
 def _se(vcov: np.ndarray, free: np.ndarray, i: int) -> float:
