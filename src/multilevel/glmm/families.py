@@ -226,6 +226,12 @@ class Binomial(_Family):
 
     def derivs(self, y, eta, xi=(), order=2):
         n = 1.0 if self.trials is None else self.trials
+        if self.link == "logit":   # y η − n log(1 + e^η): one transcendental per observation
+            ll = y * eta - n * np.logaddexp(0.0, eta) + self._const
+            if order == 0:
+                return ll, None, None
+            pr = special.expit(eta)
+            return ll, y - n * pr, -n * pr * (1 - pr)
         lf, df, d2f = self.cdf.log_cdf(eta)
         ls, ds, d2s = self.cdf.log_sf(eta)
         fail = n - y

@@ -15,7 +15,7 @@ import warnings
 
 import numpy as np
 
-from ..inference.information import NaturalFit, richardson_hessian
+from ..inference.information import NaturalFit, hessian, richardson_hessian
 from ..inference.results import FixedEffects
 from ..inference.tests import lr_vs_linear, wald_fixed
 from ..lmm.fit import _equations, _sample_notes
@@ -25,11 +25,16 @@ from .glm import GLMFit, fit_glm
 from .model import GeneralizedLinearMixedModel
 from .results import Ancillary, GLMMResults
 
+FTOL = 1e-11       # BOBYQA's relative tolerance on −2 log L; a Newton step polishes the rest
 BOUNDARY = -15.0   # a log SD below this is a variance at zero: left out of the information
 
 
-def optimize(model: GeneralizedLinearMixedModel, glm: GLMFit, backend: str = "nlopt") -> OptSummary:
-    """Stages (2) and (3): θ alone by Laplace, then everything jointly."""
+def optimize(model: GeneralizedLinearMixedModel, glm: GLMFit, backend: str = "nlopt"):
+    """Stages (2) and (3): θ alone by Laplace, then everything jointly.
+
+    Returns the :class:`OptSummary` (final = optimizer vector x) and the
+    whitening matrix A of (β, ξ).
+    """
     p, e = model.p, model.n_extra
     xi_opt = model.family.to_opt(glm.xi)
     lower, upper = model.theta_bounds()
@@ -39,7 +44,7 @@ def optimize(model: GeneralizedLinearMixedModel, glm: GLMFit, backend: str = "nl
 
     first = minimize(theta_only, model.theta_start(), lower, upper, backend=backend,
                      ftol_rel=1e-8, xtol_rel=1e-6)
-    A = _whitening(model, glm)
+    A = _whitening(model, glm, first.final)
     x0 = np.concatenate([glm.beta, xi_opt])
 
     def joint(z):
@@ -48,46 +53,105 @@ def optimize(model: GeneralizedLinearMixedModel, glm: GLMFit, backend: str = "nl
     z0 = np.concatenate([np.zeros(p + e), first.final])
     zl = np.concatenate([np.full(p + e, -np.inf), lower])
     zu = np.concatenate([np.full(p + e, np.inf), upper])
-    opt = minimize(joint, z0, zl, zu, backend=backend, ftol_rel=1e-12, xtol_rel=1e-9)
+    opt = minimize(joint, z0, zl, zu, backend=backend, ftol_rel=FTOL, xtol_rel=1e-8)
     z = opt.final
     opt.final = np.concatenate([x0 + A @ z[:p + e], z[p + e:]])
     opt.initial = np.concatenate([x0, first.initial])
     opt.n_evals += first.n_evals
-    return opt
+    return opt, A
 
 
-def _whitening(model: GeneralizedLinearMixedModel, glm: GLMFit) -> np.ndarray:
-    """A with AAᵀ ≈ Var(β̂, ξ̂) of the fixed-only model (×4, as random effects widen it)."""
+def _whitening(model: GeneralizedLinearMixedModel, glm: GLMFit, theta: np.ndarray) -> np.ndarray:
+    """A with AAᵀ ≈ Var(β̂, ξ̂): β from the mixed model's information at θ
+    (:meth:`~.model.GeneralizedLinearMixedModel.beta_information`), ξ from the
+    fixed-only model, so that BOBYQA's trust region has the right scale."""
     fam, p, e = model.family, model.p, model.n_extra
-    z0 = np.concatenate([glm.beta, fam.to_opt(glm.xi)])
-
-    def ll(z):
-        return fam.loglik(model.y, model.offset + model.X @ z[:p], fam.from_opt(z[p:])).sum()
-
-    H = richardson_hessian(ll, z0, h=1e-3) if e else None
-    if H is None:
-        _, _, d2 = fam.derivs(model.y, model.offset + model.X @ glm.beta, ())
-        H = -model.X.T @ (model.X * np.maximum(-d2, 1e-300)[:, None])
+    A = np.eye(p + e)
     try:
-        A = np.linalg.cholesky(np.linalg.inv(-H))
+        A[:p, :p] = np.linalg.cholesky(np.linalg.inv(model.beta_information(glm.beta, glm.xi, theta)))
     except np.linalg.LinAlgError:
-        A = np.eye(p + e)
-    return 2.0 * A
+        pass
+    if e:
+        z0 = np.concatenate([glm.beta, fam.to_opt(glm.xi)])
+
+        def ll(z):
+            return fam.loglik(model.y, model.offset + model.X @ z[:p], fam.from_opt(z[p:])).sum()
+
+        H = richardson_hessian(ll, z0, h=1e-3)[p:, p:]
+        try:
+            A[p:, p:] = np.linalg.cholesky(np.linalg.inv(-H))
+        except np.linalg.LinAlgError:
+            pass
+    return A
 
 
-def information(model: GeneralizedLinearMixedModel, x: np.ndarray):
-    """ψ̂, Var(ψ̂) = (−∂²ℓ/∂ψ∂ψᵀ)⁻¹, and which φ are free (not on the boundary)."""
+def information(model: GeneralizedLinearMixedModel, x: np.ndarray, beta_scale: np.ndarray):
+    """Observed information in Stata's metric ψ = (β, ξ, φ_free), with one Newton step.
+
+    The Hessian is taken by central differences in units of each
+    parameter's (approximate) standard error, so one step size suits every
+    parameter.  The gradient comes free from the same evaluations; if the
+    Newton step ψ − H⁻¹g raises the likelihood it is taken (polishing the
+    optimizer's last digits).  Returns (x at the final point, Var(ψ̂), φ, free).
+    """
     beta, xi, theta = model.split(x)
     phi = model.natural(theta)
     free = np.isfinite(phi) & (phi > BOUNDARY)
     phi_fixed = np.where(free, phi, -30.0)
     psi = np.concatenate([beta, xi, phi[free]])
-    H = richardson_hessian(lambda v: model.loglik_reporting(v, phi_fixed, free), psi)
+    cache: dict[bytes, float] = {}
+
+    def f(v: np.ndarray) -> float:
+        key = v.tobytes()
+        if key not in cache:
+            cache[key] = model.loglik_reporting(v, phi_fixed, free)
+        return cache[key]
+
+    p = model.p
+    scale = np.concatenate([beta_scale, _pilot_scale(f, psi, p)])
+
+    def fz(z: np.ndarray) -> float:
+        return f(psi + scale * z)
+
+    h = STEP
+    Hz = hessian(fz, np.zeros(len(psi)), h)
+    eye = np.eye(len(psi)) * h
+    gz = np.array([(fz(eye[i]) - fz(-eye[i])) / (2 * h) for i in range(len(psi))])
     try:
-        vcov = np.linalg.inv(-H)
+        vz = np.linalg.inv(-Hz)
     except np.linalg.LinAlgError:
-        vcov = np.full_like(H, np.nan)
-    return psi, vcov, phi, free
+        vz = np.full_like(Hz, np.nan)
+    vcov = vz * np.outer(scale, scale)
+    step = vz @ gz
+    if np.all(np.isfinite(step)) and np.max(np.abs(step)) < 1.0 and fz(step) > fz(np.zeros(len(psi))):
+        psi = psi + scale * step
+        x = _to_x(model, psi, phi_fixed, free)
+        phi = model.natural(model.split(x)[2])
+    return x, vcov, phi, free
+
+
+STEP = 0.02  # finite-difference step in standard-error units
+
+
+def _pilot_scale(f, psi: np.ndarray, p: int, h: float = 0.05) -> np.ndarray:
+    """Rough SEs of ξ and φ from one second difference each (β's come from the fit)."""
+    f0 = f(psi)
+    out = []
+    for j in range(p, len(psi)):
+        e = np.zeros(len(psi))
+        e[j] = h
+        d2 = (f(psi + e) - 2 * f0 + f(psi - e)) / h ** 2
+        out.append(1 / np.sqrt(-d2) if d2 < 0 and np.isfinite(d2) else 0.1)
+    return np.array(out)
+
+
+def _to_x(model: GeneralizedLinearMixedModel, psi: np.ndarray, phi_fixed: np.ndarray,
+          free: np.ndarray) -> np.ndarray:
+    """Optimizer vector of a ψ."""
+    p, e = model.p, model.n_extra
+    phi = phi_fixed.copy()
+    phi[free] = psi[p + e:]
+    return np.concatenate([psi[:p], model.family.to_opt(psi[p:p + e]), model.theta_of(phi)])
 
 
 def fit(design, family, y, offset, *, method: str = "mvaghermite", points: int = 7, title: str = "",
@@ -97,10 +161,10 @@ def fit(design, family, y, offset, *, method: str = "mvaghermite", points: int =
     model = GeneralizedLinearMixedModel(design, family, y, offset, method, points)
     names = design.fixed.names
     glm = fit_glm(family, model.X, y, model.offset, names)
-    opt = optimize(model, glm, backend)
-    loglik = model.loglik(*model.split(opt.final))
-    psi, vcov, phi, free = information(model, opt.final)
-    beta, xi, theta = model.split(opt.final)
+    opt, A = optimize(model, glm, backend)
+    x, vcov, phi, free = information(model, opt.final, np.sqrt(np.sum(A[:model.p, :model.p] ** 2, axis=1)))
+    loglik = model.loglik(*model.split(x))
+    beta, xi, theta = model.split(x)
     p, e = model.p, model.n_extra
     fixed = FixedEffects(names, beta, vcov[:p, :p], design.fixed.omitted)
     anc = tuple(Ancillary(nm, float(v), float(np.sqrt(vcov[p + i, p + i])))

@@ -111,6 +111,17 @@ class GeneralizedLinearMixedModel:
             return self.integrator.non_adaptive(eta0, lam, ll)
         return self.integrator.mean_variance(eta0, lam, m, ll)[0]
 
+    def beta_information(self, beta, xi, theta) -> np.ndarray:
+        """Information about β with u integrated out (Laplace, log|H| held fixed):
+        XᵀWX − XᵀWZΛ H⁻¹ ΛᵀZᵀWX at the conditional modes (lme4's R_XᵀR_X)."""
+        m = self.modes(beta, xi, theta)
+        _, _, d2 = self.family.derivs(self.y, m.eta, xi)
+        w = np.maximum(-d2, 0.0)
+        lams = self.lambdas(theta)
+        V = np.column_stack([self.system.zlam_t(w * self.X[:, j], lams) for j in range(self.p)])
+        HiV = np.column_stack([m.factor.solve(V[:, j]) for j in range(self.p)])
+        return self.X.T @ (self.X * w[:, None]) - V.T @ HiV
+
     def objective(self, x: np.ndarray, method: str | None = None) -> float:
         """−2 × approximate log likelihood at the optimizer vector x."""
         try:
