@@ -15,7 +15,7 @@ GLMM_COMMANDS = ("meglm", "melogit", "meprobit", "mecloglog", "mepoisson", "menb
 
 # keyword arguments that are Stata reporting options
 REPORTING = ("level", "variance", "stddeviations", "noretable", "nofetable", "noheader", "nogroup",
-             "nolog", "nolrtest", "log", "dfmethod", "residuals")
+             "nolog", "nolrtest", "log", "dfmethod", "residuals", "vce")
 
 
 def _spec(text: str, command: str, reml: bool | None, options: dict[str, Any]) -> ModelSpec:
@@ -66,6 +66,13 @@ def _fit_spec(spec: ModelSpec, data: pd.DataFrame):
     opts = dict(spec.options)
     res = fit_lmm(design, reml=spec.method == "reml", backend=opts.pop("optimizer", "nlopt"),
                   level=float(opts.get("level", 95.0)), options=opts)
+    if opts.get("vce"):
+        from .inference.robust import apply_vce
+
+        try:
+            res = apply_vce(res, str(opts["vce"]), data)
+        except ValueError as exc:
+            raise SpecError(str(exc)) from None
     if opts.get("dfmethod"):
         from .inference.small_sample import apply_dfmethod
 

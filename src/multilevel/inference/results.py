@@ -90,6 +90,8 @@ class MixedResults:
     df_method: str = ""           # dfmethod() as the key of its DF in to_dict(): "residual",
                                   # "satterthwaite_eim" (Stata's default), "satterthwaite" (oim), "kenwardroger"
     df: tuple | None = None       # DF of each fixed effect under df_method
+    vce: str = ""                 # "" (observed information) or "Robust"
+    clusters: tuple = ()          # (number of clusters, cluster variable) for a robust vce
 
     # --- summaries ---------------------------------------------------------------
     @property

@@ -62,13 +62,15 @@ class LinearMixedModel:
         self.residual = ResidualModel(design.residual) if design.residual is not None else None
         sizes = [t.n_params for t in self.terms] + [self.residual.n_params if self.residual else 0]
         *self._theta_slices, self.residual_slice = _offsets(sizes)
-        self._raw = self._centered(np.column_stack([self.design.X, self.design.y]))
+        self.n_obs = design.n_effective  # Σ frequency weights, or n
+        self._sqrt_w = np.sqrt(design.weights)[:, None] if design.weights is not None else None
+        self._raw = self._weighted(self._centered(np.column_stack([self.design.X, self.design.y])))
         self.raw_gram = self._raw.T @ self._raw  # [X y]ᵀ[X y] (centred), for the linear regression
         self._whitened_at: np.ndarray | None = None
         self._log_det_r = 0.0
         self._layout()
         if self.residual is None:
-            self._stats(self._raw, [t.z for t in self.terms])
+            self._stats(self._raw, [self._weighted(t.z) for t in self.terms])
 
     # --- sufficient statistics --------------------------------------------------
     def _layout(self) -> None:
@@ -110,6 +112,10 @@ class LinearMixedModel:
         parts = np.split(W, np.cumsum(widths)[:-1], axis=1)
         self._stats(parts[0], parts[1:])
         self._whitened_at = np.array(phi, copy=True)
+
+    def _weighted(self, A: np.ndarray) -> np.ndarray:
+        """Rows scaled by √w: frequency weights enter every cross-product as Σ w_i a_i b_iᵀ."""
+        return A if self._sqrt_w is None else A * self._sqrt_w
 
     def _centered(self, D: np.ndarray) -> np.ndarray:
         """Center X and y around their means when X has ``_cons``.
@@ -202,7 +208,7 @@ class LinearMixedModel:
     @property
     def dof(self) -> int:
         """n for ML, n − p for REML."""
-        return self.n - self.p if self.reml else self.n
+        return self.n_obs - self.p if self.reml else self.n_obs
 
     def deviance(self, f: Factor) -> float:
         """Profiled deviance, JSS eq. 34 (ML) and eq. 41 (REML).

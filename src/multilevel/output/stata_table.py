@@ -50,6 +50,8 @@ def header(res) -> list[str]:
         test_text, prob = f"Wald chi2({wald.df})", "Prob > chi2"
     lines.append(_right(test_text, fmt_f(wald.stat, 10, 2) if wald.df else "."))
     ll_label = "Log restricted-likelihood" if res.method == "reml" else "Log likelihood"
+    if res.vce:
+        ll_label = "Log pseudolikelihood"
     p_text = fmt_f(wald.pvalue, 10, 4) if wald.df else "."
     lines.append(_pair(f"{ll_label} = {fmt_g(res.loglik, 10).strip()}", prob, p_text))
     return lines
@@ -85,8 +87,13 @@ def coefficient_table(res) -> list[str]:
     fe = res.fixed_effects
     lvl = f"{res.level:g}"
     stat = "t    P>|t|" if res.df is not None else "z    P>|z|"
-    lines = [LINE, f"{abbreviate(res.depvar, 12):>12} | Coefficient  Std. err.      {stat}     "
+    se_label = "std. err." if res.vce else "Std. err."
+    lines = [LINE, f"{abbreviate(res.depvar, 12):>12} | Coefficient  {se_label}      {stat}     "
              f"[{lvl}% conf. interval]", "-" * 13 + "+" + "-" * 64]
+    if res.vce:
+        n, var = res.clusters
+        note = f"(Std. err. adjusted for {n:,} clusters in {var})"
+        lines[:1] = [f"{note:>78}", LINE, f"{'':13}|{'':15}Robust"]
     previous_group = None
     for name, row in fe.iterrows():
         group, label = _factor_parts(name)
@@ -158,7 +165,7 @@ def render(res, stddeviations: bool = False, noheader: bool = False, nofetable: 
         out += coefficient_table(res) + [""]
     if not noretable:
         out += random_table(res, bool(stddeviations))
-    if res.lr.df and not res.options.get("nolrtest"):
+    if res.lr.df and not res.options.get("nolrtest") and not res.vce:
         out += lr_line(res)
     for note in res.warnings:
         out += ["", f"Note: {note}"]

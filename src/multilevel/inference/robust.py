@@ -1,0 +1,140 @@
+"""Cluster-robust (sandwich) variance of a linear mixed model: ``vce(robust)``, ``vce(cluster v)``.
+
+The log likelihood is a sum over independent clusters (top-level groups, or
+coarser groups given by ``vce(cluster v)``), ℓ = Σ_c ℓ_c.  With the parameters
+ψ = (β, σ) — σ the variances and covariances of every random-effects equation
+and the residual variance, in which V is linear (V = Σ_k σ_k V_k) —
+
+    ∂ℓ_c/∂β   = X_cᵀ V_c⁻¹ e_c
+    ∂ℓ_c/∂σ_k = −½ tr(V_c⁻¹ V_ck) + ½ e_cᵀ V_c⁻¹ V_ck V_c⁻¹ e_c
+
+and Var(ψ̂) = H⁻¹ [G/(G−1) Σ_c s_c s_cᵀ] H⁻¹ with H the observed Hessian
+(Huber 1967, White 1980; [ME] mixed, Methods and formulas; [R] vce_option).
+The covariance matrices are formed per cluster (dense n_c × n_c), once
+after the fit.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+
+from ..design.random import group_codes
+from .results import FixedEffects
+from .small_sample import _linear_basis
+from .tests import wald_fixed
+
+
+def top_level_codes(res) -> np.ndarray:
+    """The highest-level groups of each observation (the default clusters)."""
+    top = min(res.design.equations, key=lambda eq: len(eq.group_key))
+    if not top.group_key:
+        raise ValueError("vce(robust) needs a highest level other than _all; use vce(cluster varname)")
+    return top.refs
+
+
+def sandwich(res, clusters: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Robust covariance of (β, σ) and the order of σ: [(equation index, i, j)] + residual."""
+    design = res.design
+    X, y = design.X, design.y
+    beta = res.fixed.coef
+    parts, labels = [], []
+    for e_i, (eq, e) in enumerate(zip(design.equations, res.equations)):
+        for basis, _ in _linear_basis(e):
+            parts.append((eq, basis))
+            i, j = np.argwhere(basis)[0]
+            labels.append((e_i, int(max(i, j)), int(min(i, j))))
+    sigmas = [v for e in res.equations for _, v in _linear_basis(e)] + [res.residual_var]
+    p, m = X.shape[1], len(sigmas)
+    scores, H = [], np.zeros((p + m, p + m))
+    order = np.argsort(clusters, kind="stable")
+    for rows in np.split(order, np.flatnonzero(np.diff(clusters[order])) + 1):
+        Vk = [_component(eq, basis, rows) for eq, basis in parts] + [np.eye(len(rows))]
+        V = sum(s * M for s, M in zip(sigmas, Vk))
+        Vinv = np.linalg.inv(V)
+        Xc, ec = X[rows], y[rows] - X[rows] @ beta
+        Ve = Vinv @ ec
+        VkVinv = [M @ Vinv for M in Vk]
+        s_beta = Xc.T @ Ve
+        s_sigma = [-0.5 * np.trace(Vinv @ M) + 0.5 * Ve @ M @ Ve for M in Vk]
+        scores.append(np.concatenate([s_beta, s_sigma]))
+        H[:p, :p] -= Xc.T @ Vinv @ Xc
+        for k, M in enumerate(Vk):
+            H[:p, p + k] -= Xc.T @ Vinv @ M @ Ve
+            for l in range(k + 1):
+                val = 0.5 * np.trace(VkVinv[k] @ VkVinv[l]) - Ve @ Vk[k] @ Vinv @ Vk[l] @ Ve
+                H[p + k, p + l] += val
+    H[p:, :p] = H[:p, p:].T
+    H[p:, p:] = np.tril(H[p:, p:]) + np.tril(H[p:, p:], -1).T
+    S = np.array(scores)
+    G = len(S)
+    Hinv = np.linalg.inv(H)
+    return Hinv @ (G / (G - 1) * S.T @ S) @ Hinv, labels
+
+
+def _component(eq, basis: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    z, refs = eq.z[rows], eq.refs[rows]
+    return ((z @ basis) @ z.T) * (refs[:, None] == refs[None, :])
+
+
+def apply_vce(res, vce: str, data: pd.DataFrame | None = None):
+    """Results with robust standard errors (``robust`` or ``cluster varname``)."""
+    words = vce.split()
+    kind = words[0].lower()
+    if kind in ("oim",):
+        return res
+    if kind not in ("robust", "cluster", "cl") or (kind != "robust" and len(words) != 2):
+        raise ValueError(f"vce({vce}): use oim, robust or cluster varname")
+    if res.method == "reml":
+        raise ValueError("vce(robust) and vce(cluster) are not allowed with REML, as in Stata")
+    if res.residual_rows:
+        raise ValueError("vce(robust) is not available with residuals() structures")
+    if kind == "robust":
+        clusters, var = top_level_codes(res), min(res.design.equations, key=lambda eq: len(eq.group_key)).label
+        label = "Robust"
+    else:
+        var = words[1]
+        frame = data.iloc[res.design.sample.rows] if data is not None else None
+        if frame is None or var not in frame:
+            raise ValueError(f"cluster variable '{var}' not found in the data")
+        clusters, _ = group_codes(frame.reset_index(drop=True), (var,))
+        _check_nesting(res, clusters, var)
+        label = "Robust"
+    V, labels = sandwich(res, clusters)
+    p = len(res.fixed.names)
+    fixed = FixedEffects(res.fixed.names, res.fixed.coef, V[:p, :p], res.fixed.omitted)
+    se = np.sqrt(np.diag(V))[p:]
+    equations = []
+    for e_i, e in enumerate(res.equations):
+        mat = np.full(e.cov.shape, np.nan)
+        for (k, i, j), s in zip(labels, se):
+            if k == e_i:
+                mat[i, j] = mat[j, i] = s
+        phi_se = _phi_se(e, mat)
+        equations.append(replace(e, se=mat, phi_se=phi_se))
+    resid_se = float(se[-1])
+    wald = wald_fixed(res.fixed.names, res.fixed.coef, fixed.vcov)
+    return replace(res, fixed=fixed, equations=tuple(equations), residual_se=resid_se,
+                   residual_phi_se=resid_se / (2 * res.residual_var), vce=label,
+                   clusters=(int(clusters.max() + 1), var), wald=wald)
+
+
+def _phi_se(e, se: np.ndarray) -> np.ndarray:
+    """Delta method back to the log-SD metric (for the CIs of variances)."""
+    k = len(e.names)
+    diag = np.diag(se) / (2 * np.diag(e.cov))
+    out = e.phi_se.copy()
+    if e.structure in ("Identity", "Exchangeable"):
+        out[0] = diag[0]
+    else:
+        out[:k] = diag
+    return out
+
+
+def _check_nesting(res, clusters: np.ndarray, var: str) -> None:
+    """Every top-level group must lie within one cluster, as Stata requires."""
+    top = min(res.design.equations, key=lambda eq: len(eq.group_key))
+    per_group = pd.Series(clusters).groupby(top.refs).nunique()
+    if (per_group > 1).any():
+        raise ValueError(f"highest-level groups are not nested within {var}")
