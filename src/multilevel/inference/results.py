@@ -243,6 +243,12 @@ class MixedResults:
 
         return random_effects_table(self)
 
+    def summary(self, style: str = "stata"):
+        """Stata's table (``"stata"``) or lme4's ``summary()`` layout (``"lme4"``); print it."""
+        from ..output.lme4_summary import summary
+
+        return summary(self, style)
+
 
 def _unstructured_matrices(rows: dict) -> dict:
     """``residual_cov_matrix`` (and its SEs) from Stata's var(e#)/cov(e#,e#) rows."""
