@@ -53,3 +53,44 @@ def test_dfmethod_residual_uses_n_minus_p():
 def test_dfmethod_needs_reml():
     with pytest.raises(ml.SpecError, match="requires REML"):
         ml.fit("mixed weight week || id:, dfmethod(kroger)", data=load_data("pig.csv"))
+
+
+# --- tests/references/dfmethod: lmerTest / pbkrtest / own EIM code in R (see its README) ---
+import json  # noqa: E402
+import pathlib  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from multilevel.inference.small_sample import ftest  # noqa: E402
+
+REFS = [json.loads(p.read_text()) for p in
+        sorted((pathlib.Path(__file__).parent / "references" / "dfmethod").glob("*.json"))]
+
+
+@pytest.fixture(scope="module")
+def ref_fits():
+    return {c["id"]: ml.fit(c["stata"], data=load_data(c["dataset"])) for c in REFS}
+
+
+@pytest.mark.parametrize("case", REFS, ids=[c["id"] for c in REFS])
+def test_reference_df_t_p(ref_fits, case):
+    res = ref_fits[case["id"]]
+    fe = res.fixed_effects
+    extra = case["results"]["extra"]
+    names = case["results"]["fixed"]["names"]
+    for key, col in (("df", "df"), ("t", "t"), ("p", "p")):
+        got = [fe.loc[n, col] for n in names]
+        np.testing.assert_allclose(got, extra[key], rtol=1e-4, err_msg=key)
+    if "kroger" in case["id"]:
+        np.testing.assert_allclose([fe.loc[n, "se"] for n in names],
+                                   case["results"]["fixed"]["se"], rtol=1e-4)
+
+
+@pytest.mark.parametrize("case", REFS, ids=[c["id"] for c in REFS])
+def test_reference_f_tests(ref_fits, case):
+    res = ref_fits[case["id"]]
+    for ref in case["results"]["extra"]["ftests"]:
+        got = ftest(res, ref["terms"])
+        assert got["ndf"] == ref["ndf"]
+        assert got["F"] == pytest.approx(ref["F"], rel=1e-4), ref["stata"]
+        assert got["ddf"] == pytest.approx(ref["ddf"], rel=1e-4), ref["stata"]

@@ -243,3 +243,24 @@ def apply_dfmethod(res, text: str):
             wald = TestResult(F, L.shape[1], f_sf(F, L.shape[1], ddf), "F", ddf)
     key = {"satterthwaite": f"satterthwaite{'_eim' if kind == 'eim' else ''}", "kroger": "kenwardroger"}[method]
     return replace(res, fixed=fixed, wald=wald, df_method=key, df=tuple(float(v) for v in df))
+
+
+def ftest(res, names: list[str]) -> dict:
+    """F test that the named coefficients are 0 under the fit's dfmethod (Satterthwaite or KR).
+
+    Returns F, numerator and denominator DF and the p-value (Stata's ``test``
+    after ``mixed, dfmethod()``).
+    """
+    from .distributions import f_sf
+
+    method = res.df_method
+    if method not in ("satterthwaite", "satterthwaite_eim", "kenwardroger"):
+        raise ValueError("ftest needs a fit with dfmethod(satterthwaite) or dfmethod(kroger)")
+    idx = [list(res.fixed.names).index(n) for n in names]
+    L = np.eye(len(res.fixed.names))[:, idx]
+    d = dense_model(res)
+    if method == "kenwardroger":
+        F, ddf = kenward_roger_f(d, res.fixed.coef, L)
+    else:
+        F, ddf = satterthwaite_f(d, res.fixed.coef, L, "eim" if method.endswith("_eim") else "oim")
+    return {"F": F, "ndf": len(names), "ddf": ddf, "p": f_sf(F, len(names), ddf)}

@@ -174,7 +174,7 @@ class LinearMixedModel:
                                   shape=(G * k, G * k))
             lam_t = self._rest_lambda_t(lams[1:])
             L21Z = (lam_t[:self.q_rest, :self.q_rest] @ (self.A21Z @ T)).tocsr()
-            A22 = lam_t @ (lam_t @ self.A22).T
+            A22 = self._scale_rest(self._scale_rest(self.A22, lams[1:]).T, lams[1:])
             zd = np.asarray(L21Z @ L21D.T)
             C = np.block([[(L21Z @ L21Z.T).toarray(), zd], [zd.T, L21D @ L21D.T]])
         else:
@@ -197,6 +197,19 @@ class LinearMixedModel:
         d = np.diag(L22)
         return Factor(theta, np.zeros((0, 0, 0)), None, np.zeros((self.p + 1, 0)), L22, 0.0,
                       2 * np.log(d[:-1]).sum(), d[-1] ** 2, self._log_det_r)
+
+    def _scale_rest(self, A: np.ndarray, lams: list[np.ndarray]) -> np.ndarray:
+        """A Λ̃ for Λ̃ = blockdiag(I_G ⊗ Λ_t over the other terms, I): tall products per term
+        (a column scaling when every other term is scalar, the common crossed case)."""
+        if all(t.k == 1 for t in self.terms[1:]):
+            scale = np.concatenate([np.full(t.n_groups, lam[0, 0]) for t, lam in zip(self.terms[1:], lams)]
+                                   + [np.ones(A.shape[1] - self.q_rest)])
+            return A * scale
+        out = A.copy()
+        for t, lam, off in zip(self.terms[1:], lams, self._rest_offsets):
+            block = A[:, off].reshape(A.shape[0] * t.n_groups, t.k)
+            out[:, off] = (block @ lam).reshape(A.shape[0], t.q)
+        return out
 
     def _rest_lambda_t(self, lams: list[np.ndarray]) -> sparse.csr_matrix:
         """Block-diagonal Λ̃ᵀ over the other terms' columns, identity on X and y."""
