@@ -107,26 +107,31 @@ def _categoricals_as_int(frame: pd.DataFrame, formula: str) -> pd.DataFrame:
     return out
 
 
-def _independent_columns(X: np.ndarray, prefer_last: bool, tol: float = 1e-9) -> np.ndarray:
+def _independent_columns(X: np.ndarray, prefer_last: bool, tol: float = 1e-13) -> np.ndarray:
     """Mask of columns kept when each is checked against those kept before it.
 
     With a constant, ``_cons`` (the last column) is checked first, as Stata
-    keeps the constant and omits a later collinear variable.  A column is
-    dependent when |R_jj| of the QR factorization, in that order, is below
-    ``tol`` times its norm; after dropping one, the rest is checked again.
+    keeps the constant and omits a later collinear variable.  Works on the
+    Gram matrix XᵀX (one pass over the data): column j is dependent when the
+    squared norm of its residual on the kept columns (a Schur complement) is
+    below ``tol`` times its squared norm.
     """
-    import scipy.linalg
-
     p = X.shape[1]
     order = ([p - 1] + list(range(p - 1))) if (prefer_last and p) else list(range(p))
+    gram = X.T @ X
     keep = np.zeros(p, dtype=bool)
-    candidates = [j for j in order if np.any(X[:, j] != 0)]
-    while candidates:
-        R = scipy.linalg.qr(X[:, candidates], mode="r", check_finite=False)[0]
-        norms = np.linalg.norm(X[:, candidates], axis=0)
-        bad = np.flatnonzero(np.abs(np.diag(R)[:len(candidates)]) <= tol * norms)
-        if not len(bad):
-            keep[candidates] = True
-            break
-        del candidates[bad[0]]
+    kept: list[int] = []
+    for j in order:
+        norm2 = gram[j, j]
+        if norm2 <= 0:
+            continue
+        if kept:
+            g = gram[np.ix_(kept, kept)]
+            b = gram[kept, j]
+            resid2 = norm2 - b @ np.linalg.solve(g, b)
+        else:
+            resid2 = norm2
+        if resid2 > tol * norm2:
+            keep[j] = True
+            kept.append(j)
     return keep
