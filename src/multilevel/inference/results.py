@@ -249,6 +249,12 @@ class MixedResults:
 
         return summary(self, style)
 
+    def plot(self, kind: str = "caterpillar", **options: Any):
+        """A plot (matplotlib): ``caterpillar``, ``residuals``, ``qq``, ``trajectories``; returns the Axes."""
+        from ..plots import plot
+
+        return plot(self, kind, **options)
+
 
 def _unstructured_matrices(rows: dict) -> dict:
     """``residual_cov_matrix`` (and its SEs) from Stata's var(e#)/cov(e#,e#) rows."""
