@@ -135,7 +135,9 @@ def _check_levels(design, method: str, points: int) -> None:
     from .quadrature import product_rule
 
     if len(terms) > 1:
-        crossed = any(not eq.group_key for eq in design.equations)
+        keys = sorted({eq.group_key for eq in design.equations}, key=len)
+        crossed = any(eq.names[0].startswith("R.") for eq in design.equations) or any(
+            b[:len(a)] != a for a, b in zip(keys[:-1], keys[1:]))
         what = "crossed random effects" if crossed else "more than one level of random effects"
         raise SpecError(f"intmethod({method}) with {what} is not available; use intmethod(laplace)")
     product_rule(points, terms[0].k)

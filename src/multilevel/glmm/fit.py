@@ -42,7 +42,7 @@ def optimize(model: GeneralizedLinearMixedModel, glm: GLMFit, backend: str = "nl
     def theta_only(theta):
         return model.objective(np.concatenate([glm.beta, xi_opt, theta]), method="laplace")
 
-    first = minimize(theta_only, model.theta_start(), lower, upper, backend=backend,
+    first = _minimize(theta_only, model.theta_start(), lower, upper, backend=backend,
                      ftol_rel=1e-8, xtol_rel=1e-6)
     A = _whitening(model, glm, first.final)
     x0 = np.concatenate([glm.beta, xi_opt])
@@ -53,12 +53,24 @@ def optimize(model: GeneralizedLinearMixedModel, glm: GLMFit, backend: str = "nl
     z0 = np.concatenate([np.zeros(p + e), first.final])
     zl = np.concatenate([np.full(p + e, -np.inf), lower])
     zu = np.concatenate([np.full(p + e, np.inf), upper])
-    opt = minimize(joint, z0, zl, zu, backend=backend, ftol_rel=FTOL, xtol_rel=1e-8)
+    opt = _minimize(joint, z0, zl, zu, backend=backend, ftol_rel=FTOL, xtol_rel=1e-8)
     z = opt.final
     opt.final = np.concatenate([x0 + A @ z[:p + e], z[p + e:]])
     opt.initial = np.concatenate([x0, first.initial])
     opt.n_evals += first.n_evals
     return opt, A
+
+
+def _minimize(f, x0, lower, upper, backend: str, **tol) -> OptSummary:
+    """:func:`~multilevel.optimize.minimize`, retried with scipy's L-BFGS-B if nlopt gives up
+    (BOBYQA raises on round-off when the likelihood is flat, e.g. under separation)."""
+    try:
+        return minimize(f, x0, lower, upper, backend=backend, **tol)
+    except Exception as exc:  # nlopt.RoundoffLimited and friends
+        if backend == "scipy":
+            raise
+        warnings.warn(f"nlopt stopped ({type(exc).__name__}); retrying with scipy", RuntimeWarning, stacklevel=3)
+        return minimize(f, x0, lower, upper, backend="scipy", **tol)
 
 
 def _whitening(model: GeneralizedLinearMixedModel, glm: GLMFit, theta: np.ndarray) -> np.ndarray:
@@ -161,6 +173,7 @@ def fit(design, family, y, offset, *, method: str = "mvaghermite", points: int =
     model = GeneralizedLinearMixedModel(design, family, y, offset, method, points)
     names = design.fixed.names
     glm = fit_glm(family, model.X, y, model.offset, names)
+    _separation(glm, names)
     opt, A = optimize(model, glm, backend)
     x, vcov, phi, free = information(model, opt.final, np.sqrt(np.sum(A[:model.p, :model.p] ** 2, axis=1)))
     loglik = model.loglik(*model.split(x))
@@ -184,6 +197,16 @@ def fit(design, family, y, offset, *, method: str = "mvaghermite", points: int =
         lr_label=lr_label, ll_fixed_only=glm.loglik, k=p + e + n_var, optsummary=opt, theta=theta,
         level=level, sample_notes=_sample_notes(design), warnings=notes, options=dict(options or {}),
         design=design, command=command)
+
+
+def _separation(glm: GLMFit, names) -> None:
+    """Warn before fitting when the model without random effects diverges (separation)."""
+    big = [n for n, b in zip(names, glm.beta) if abs(b) > 15]
+    if big or not np.isfinite(glm.loglik):
+        warnings.warn("possible (quasi-)complete separation: in the model without random effects "
+                      + (", ".join(big) or "a coefficient") + " diverges; a covariate predicts the outcome "
+                      "(almost) perfectly: drop or recode it, or combine sparse categories",
+                      RuntimeWarning, stacklevel=4)
 
 
 def _natural_slices(model: GeneralizedLinearMixedModel) -> tuple[slice, ...]:

@@ -31,6 +31,7 @@ import numpy as np
 from scipy import sparse
 from scipy.special import logsumexp
 
+from ..linalg import batched
 from ..spec.errors import SpecError
 
 MAX_NODES = 20000  # per group, #^k
@@ -83,11 +84,16 @@ class GroupIntegrator:
         per_group = logsumexp(A, axis=1)
         return float(per_group.sum() + logdet_c), A - per_group[:, None], U
 
+    def _mode_scale(self, modes) -> tuple[np.ndarray, np.ndarray]:
+        """Modes and the lower Cholesky factor C of H⁻¹ per group (so that ΛC is the
+        lower Cholesky factor of the curvature-based posterior covariance of b)."""
+        m = modes.u.reshape(self.term.n_groups, self.term.k)
+        Li = modes.factor.L11inv
+        return m, batched.cholesky(np.einsum("gba,gbc->gac", Li, Li))
+
     def mode_curvature(self, eta0, lam, modes, loglik) -> float:
         """Mode–curvature AGHQ at the PIRLS modes."""
-        m = modes.u.reshape(self.term.n_groups, self.term.k)
-        C = modes.factor.L11inv.transpose(0, 2, 1)
-        return self.integrate(eta0, lam, m, C, loglik)[0]
+        return self.integrate(eta0, lam, *self._mode_scale(modes), loglik)[0]
 
     def non_adaptive(self, eta0, lam, loglik) -> float:
         G, k = self.term.n_groups, self.term.k
@@ -98,9 +104,8 @@ class GroupIntegrator:
 
         Starts from the mode and curvature.  Returns (log likelihood, m, C).
         """
-        G, k = self.term.n_groups, self.term.k
-        m = modes.u.reshape(G, k)
-        C = modes.factor.L11inv.transpose(0, 2, 1)
+        k = self.term.k
+        m, C = self._mode_scale(modes)
         value = np.nan
         for _ in range(max_iter):
             value, logp, U = self.integrate(eta0, lam, m, C, loglik)

@@ -113,6 +113,22 @@ class GLMMResults:
                 out[name], out[f"se_{name}"] = v, v * a.se
         return out
 
+    def correlations(self) -> dict[str, float]:
+        """Correlations of correlated random effects, ``corr_x_cons`` (the level is
+        prefixed, ``corr_g_x_cons``, when two equations share term names)."""
+        out: dict[str, float] = {}
+        for e in self.equations:
+            if e.structure not in ("Unstructured", "Exchangeable"):
+                continue
+            sd = np.sqrt(np.diag(e.cov))
+            for i in range(len(e.names)):
+                for j in range(i + 1, len(e.names)):
+                    key = f"corr_{e.names[i].lstrip('_')}_{e.names[j].lstrip('_')}"
+                    if key in out:
+                        key = f"corr_{e.label}_{key[5:]}"
+                    out[key] = float(e.cov[i, j] / (sd[i] * sd[j]))
+        return out
+
     def to_dict(self) -> dict[str, Any]:
         """The fit in the layout of the conformance cases (``SCHEMA.md``, "results")."""
         def mat(a: np.ndarray, mask: np.ndarray | None = None) -> list:
@@ -125,6 +141,7 @@ class GLMMResults:
                  "wald_chi2": self.wald.stat, "wald_df": self.wald.df,
                  "lr_chi2": self.lr.stat, "lr_df": self.lr.df, "ll_fixed_only": self.ll_fixed_only}
         extra.update(self.derived())
+        extra.update(self.correlations())
         residual = None
         a = self._anc("lnsig_e")
         if a is not None:
