@@ -25,7 +25,7 @@ stable log F, log(1−F) and derivatives) and the mean links (``identity``,
 from __future__ import annotations
 
 import numpy as np
-from scipy import special, stats
+from scipy import special
 
 from ..spec.errors import DataError, SpecError
 
@@ -75,10 +75,10 @@ class ProbitCDF:
         return special.ndtr(-x)
 
     def pdf(self, x):
-        return stats.norm.pdf(x)
+        return np.exp(-0.5 * x * x) / np.sqrt(2 * np.pi)
 
     def dpdf(self, x):
-        return -x * stats.norm.pdf(x)
+        return -x * np.exp(-0.5 * x * x) / np.sqrt(2 * np.pi)
 
     def ppf(self, p):
         return special.ndtri(p)
@@ -168,6 +168,12 @@ def _values(y: np.ndarray, limit: int = 5) -> str:
 # --- families -------------------------------------------------------------------------
 
 
+def _col(a, eta):
+    """A per-observation array as a column when η holds several quadrature nodes (n × m)."""
+    return a[:, None] if np.ndim(eta) == 2 and np.ndim(a) == 1 else a
+
+
+
 class _Family:
     """Shared defaults: no ancillary parameters, identity optimizer metric."""
 
@@ -225,9 +231,10 @@ class Binomial(_Family):
         self._const = special.gammaln(n + 1) - special.gammaln(y + 1) - special.gammaln(n - y + 1)
 
     def derivs(self, y, eta, xi=(), order=2):
-        n = 1.0 if self.trials is None else self.trials
+        n = 1.0 if self.trials is None else _col(self.trials, eta)
+        const = _col(self._const, eta)
         if self.link == "logit":   # y η − n log(1 + e^η): one transcendental per observation
-            ll = y * eta - n * np.logaddexp(0.0, eta) + self._const
+            ll = y * eta - n * np.logaddexp(0.0, eta) + const
             if order == 0:
                 return ll, None, None
             pr = special.expit(eta)
@@ -236,7 +243,7 @@ class Binomial(_Family):
         ls, ds, d2s = self.cdf.log_sf(eta)
         fail = n - y
         # 0 × (−inf) is 0: an outcome with zero count contributes nothing
-        ll = np.where(y > 0, y * lf, 0.0) + np.where(fail > 0, fail * ls, 0.0) + self._const
+        ll = np.where(y > 0, y * lf, 0.0) + np.where(fail > 0, fail * ls, 0.0) + const
         if order == 0:
             return ll, None, None
         return ll, y * df + fail * ds, y * d2f + fail * d2s
@@ -399,6 +406,21 @@ class Ordinal(_Family):
     def from_opt(self, z):
         z = np.asarray(z, dtype=float)
         return np.cumsum(np.concatenate([z[:1], np.exp(z[1:])]))
+
+    def loglik(self, y, eta, xi=()):
+        """log P(y | η), also for η of shape (n, m) with y of shape (n, 1)."""
+        if np.ndim(eta) == 1:
+            return self.derivs(y, eta, xi, order=0)[0]
+        K = len(self.levels)
+        cuts = np.concatenate([[-np.inf], np.asarray(xi, dtype=float), [np.inf]])
+        k = y.astype(int)
+        lo, hi = k == 0, k == K - 1
+        a = np.where(hi, 0.0, cuts[np.minimum(k + 1, K - 1)] - eta)     # finite stand-ins where unused
+        b = np.where(lo, 0.0, cuts[np.maximum(k, 1)] - eta)
+        P = np.where(b > 0, self.cdf.sf(b) - self.cdf.sf(a), self.cdf.cdf(a) - self.cdf.cdf(b))
+        with np.errstate(divide="ignore"):
+            mid = np.log(np.maximum(P, 1e-300))
+        return np.where(lo, self.cdf.log_cdf(a)[0], np.where(hi, self.cdf.log_sf(b)[0], mid))
 
     def derivs(self, y, eta, xi=(), order=2):
         K = len(self.levels)

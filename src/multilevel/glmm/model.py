@@ -103,7 +103,7 @@ class GeneralizedLinearMixedModel:
         eta0 = self.eta0(beta)
 
         def ll(eta):
-            return self.family.loglik(self.y, eta, xi)
+            return self.family.loglik(self.y if eta.ndim == 1 else self.y[:, None], eta, xi)
 
         if method == "mcaghermite":
             return self.integrator.mode_curvature(eta0, lam, m, ll)

@@ -35,6 +35,7 @@ from ..linalg import batched
 from ..spec.errors import SpecError
 
 MAX_NODES = 20000  # per group, #^k
+CHUNK = 1 << 20    # observations × nodes evaluated at once
 
 
 @functools.lru_cache(maxsize=64)
@@ -70,10 +71,13 @@ class GroupIntegrator:
         t = self.term
         U = m[:, None, :] + np.einsum("gab,jb->gja", C, self.nodes)
         B = U @ lam.T
+        M = len(self.nodes)
         A = np.empty(U.shape[:2])
-        for j in range(len(self.nodes)):  # loop over nodes, vectorized over all groups
-            eta = eta0 + np.einsum("ic,ic->i", t.z, B[t.refs, j, :])
-            A[:, j] = self.S @ loglik(eta)
+        chunk = max(1, CHUNK // max(len(t.refs), 1))
+        for j in range(0, M, chunk):   # blocks of nodes, vectorized over all groups and observations
+            Bj = B[:, j:j + chunk, :][t.refs]                       # (n, m, k)
+            eta = eta0[:, None] + np.einsum("ic,ijc->ij", t.z, Bj)
+            A[:, j:j + chunk] = self.S @ loglik(eta)
         A += self.logw - 0.5 * (U * U).sum(-1) + 0.5 * (self.nodes ** 2).sum(-1)
         return U, A
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import special
 
 from ..inference.results import EquationResult, FixedEffects
 from ..inference.tests import TestResult
@@ -86,8 +86,8 @@ class GLMMResults:
         """Coefficient table: estimate, SE, z, P>|z| and the CI at ``level``."""
         coef, se = self.fixed.coef, self.fixed.se
         z = coef / se
-        crit = stats.norm.ppf(0.5 + self.level / 200)
-        return pd.DataFrame({"estimate": coef, "se": se, "z": z, "p": 2 * stats.norm.sf(np.abs(z)),
+        crit = special.ndtri(0.5 + self.level / 200)
+        return pd.DataFrame({"estimate": coef, "se": se, "z": z, "p": 2 * special.ndtr(-np.abs(z)),
                              "ci_lower": coef - crit * se, "ci_upper": coef + crit * se},
                             index=pd.Index(self.fixed.names, name="term"))
 

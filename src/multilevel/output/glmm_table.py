@@ -8,7 +8,7 @@ against the model without random effects.  Reads only the results.
 from __future__ import annotations
 
 import numpy as np
-from scipy import stats
+from scipy import special
 
 from .rows import equation_rows
 from .stata_fmt import fmt_f, fmt_g
@@ -86,7 +86,7 @@ def ancillary_rows(res) -> list[str]:
     shown = [a for a in res.ancillary if a.name != "lnsig_e"]
     if not shown:
         return []
-    crit = stats.norm.ppf(0.5 + res.level / 200)
+    crit = special.ndtri(0.5 + res.level / 200)
     lines = [SEP]
     for a in shown:
         lines.append(_no_test_line(f"{'/' + a.name:>12}", a.estimate, a.se,
@@ -102,7 +102,7 @@ def random_rows(res, stddev: bool) -> list[str]:
             lines.append(_no_test_line(f"{abbreviate(r.name, 13):>13}", r.estimate, r.se, r.lower, r.upper, "|"))
     a = res._anc("lnsig_e")
     if a is not None:
-        crit = stats.norm.ppf(0.5 + res.level / 200)
+        crit = special.ndtri(0.5 + res.level / 200)
         k = 1 if stddev else 2
         name = f"{'sd' if stddev else 'var'}(e.{res.depvar})"
         est = np.exp(k * a.estimate)
