@@ -65,6 +65,32 @@ class GroupIntegrator:
         self.nodes, self.logw = product_rule(points, term.k)
         G, n = term.n_groups, len(term.refs)
         self.S = sparse.csr_matrix((np.ones(n), (term.refs, np.arange(n))), shape=(G, n))
+        names = [nm for eq in term.equations for nm in eq.names]
+        first = names.index("_cons") if "_cons" in names else 0
+        self.perm = np.array([first] + [i for i in range(term.k) if i != first])
+
+    def root(self, V: np.ndarray, lam: np.ndarray) -> tuple[np.ndarray, float]:
+        """Square roots C_g of the u-space covariances V_g that put the nodes on the
+        lower Cholesky factor of the covariance of b = Λu, taken with ``_cons``
+        first (the convention of the reference implementation), and Σ log|C_g|.
+
+        For k = 1 every root is the same; with a zero variance in Λ the root is
+        the Cholesky factor of V itself.
+        """
+        L = batched.cholesky(V)
+        if self.term.k == 1:
+            return L, float(np.log(L[:, 0, 0]).sum())
+        d = np.abs(np.diag(lam))
+        if np.any(d <= 1e-10 * max(d.max(), 1e-300)):
+            return L, float(np.log(np.diagonal(L, axis1=1, axis2=2)).sum())
+        pi = self.perm
+        P = np.einsum("ab,gbc,dc->gad", lam, np.einsum("gab,gcb->gac", L, L), lam)   # Cov(b)
+        Lb = batched.cholesky(P[:, pi][:, :, pi])
+        Rb = np.empty_like(Lb)
+        Rb[:, pi, :] = Lb                       # rows back in the term's order
+        C = np.linalg.solve(lam, Rb)
+        logdet = np.log(np.diagonal(Lb, axis1=1, axis2=2)).sum() - self.term.n_groups * np.log(d).sum()
+        return C, float(logdet)
 
     def _node_terms(self, eta0, lam, m, C, loglik):
         """u_gj (G, M, k) and a_gj = ℓ_g(u_gj) − ½‖u_gj‖² + ½‖t_j‖² + log w_j."""
@@ -81,46 +107,42 @@ class GroupIntegrator:
         A += self.logw - 0.5 * (U * U).sum(-1) + 0.5 * (self.nodes ** 2).sum(-1)
         return U, A
 
-    def integrate(self, eta0, lam, m, C, loglik) -> tuple[float, np.ndarray, np.ndarray]:
-        """Σ_g log L_g with nodes at m + C t; also the posterior weights and nodes."""
+    def integrate(self, eta0, lam, m, C, loglik, logdet_c: float) -> tuple[float, np.ndarray, np.ndarray]:
+        """Σ_g log L_g with nodes at m + C t (Σ log|C_g| given); also the posterior
+        weights and the nodes."""
         U, A = self._node_terms(eta0, lam, m, C, loglik)
-        logdet_c = np.log(np.abs(np.diagonal(C, axis1=1, axis2=2))).sum()
         per_group = logsumexp(A, axis=1)
         return float(per_group.sum() + logdet_c), A - per_group[:, None], U
 
-    def _mode_scale(self, modes) -> tuple[np.ndarray, np.ndarray]:
-        """Modes and the lower Cholesky factor C of H⁻¹ per group (so that ΛC is the
-        lower Cholesky factor of the curvature-based posterior covariance of b)."""
+    def _mode_scale(self, modes, lam) -> tuple[np.ndarray, np.ndarray, float]:
+        """Modes, and roots of the curvature-based posterior covariance H_g⁻¹."""
         m = modes.u.reshape(self.term.n_groups, self.term.k)
         Li = modes.factor.L11inv
-        return m, batched.cholesky(np.einsum("gba,gbc->gac", Li, Li))
+        return (m, *self.root(np.einsum("gba,gbc->gac", Li, Li), lam))
 
     def mode_curvature(self, eta0, lam, modes, loglik) -> float:
         """Mode–curvature AGHQ at the PIRLS modes."""
-        return self.integrate(eta0, lam, *self._mode_scale(modes), loglik)[0]
+        m, C, logdet = self._mode_scale(modes, lam)
+        return self.integrate(eta0, lam, m, C, loglik, logdet)[0]
 
     def non_adaptive(self, eta0, lam, loglik) -> float:
         G, k = self.term.n_groups, self.term.k
-        return self.integrate(eta0, lam, np.zeros((G, k)), np.broadcast_to(np.eye(k), (G, k, k)), loglik)[0]
+        return self.integrate(eta0, lam, np.zeros((G, k)), np.broadcast_to(np.eye(k), (G, k, k)), loglik, 0.0)[0]
 
     def mean_variance(self, eta0, lam, modes, loglik, tol: float = 1e-10, max_iter: int = 100):
         """Mean–variance AGHQ: recentre at the posterior moments until they stop moving.
 
         Starts from the mode and curvature.  Returns (log likelihood, m, C).
         """
-        k = self.term.k
-        m, C = self._mode_scale(modes)
-        value = np.nan
+        m, C, logdet = self._mode_scale(modes, lam)
         for _ in range(max_iter):
-            value, logp, U = self.integrate(eta0, lam, m, C, loglik)
+            _, logp, U = self.integrate(eta0, lam, m, C, loglik, logdet)
             p = np.exp(logp)
             m_new = np.einsum("gj,gja->ga", p, U)
             D = U - m_new[:, None, :]
-            V = np.einsum("gj,gja,gjb->gab", p, D, D)
-            C_new = np.linalg.cholesky(V + 1e-300 * np.eye(k))
+            C_new, logdet = self.root(np.einsum("gj,gja,gjb->gab", p, D, D), lam)
             change = max(np.max(np.abs(m_new - m)), np.max(np.abs(C_new - C)))
             m, C = m_new, C_new
             if change < tol:
                 break
-        value = self.integrate(eta0, lam, m, C, loglik)[0]
-        return value, m, C
+        return self.integrate(eta0, lam, m, C, loglik, logdet)[0], m, C
