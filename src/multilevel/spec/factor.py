@@ -49,8 +49,23 @@ def _piece(piece: str, in_interaction: bool, token: str, text: str) -> str:
 
 
 def lme4_to_formulaic(rhs: str) -> str:
-    """R's ``factor(x)`` / ``as.factor(x)`` become formulaic's ``C(x)``."""
-    return re.sub(r"\b(?:as\.)?factor\s*\(", "C(", rhs)
+    """R's ``factor(x)`` / ``as.factor(x)`` become formulaic's ``C(x)``; R's power
+    ``^`` inside ``I()`` becomes Python's ``**`` (in Python ``^`` is exclusive or)."""
+    return _r_power_in_I(re.sub(r"\b(?:as\.)?factor\s*\(", "C(", rhs))
+
+
+def _r_power_in_I(rhs: str) -> str:
+    out, i = [], 0
+    for m in re.finditer(r"\bI\s*\(", rhs):
+        if m.start() < i:
+            continue
+        depth, j = 1, m.end()
+        while j < len(rhs) and depth:
+            depth += {"(": 1, ")": -1}.get(rhs[j], 0)
+            j += 1
+        out += [rhs[i:m.start()], rhs[m.start():j].replace("^", "**")]
+        i = j
+    return "".join(out) + rhs[i:]
 
 
 def stata_name(column: str) -> str:
