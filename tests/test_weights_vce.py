@@ -99,3 +99,95 @@ def test_vce_cluster_coarser_than_groups(pig):
 def test_vce_robust_not_with_reml(pig):
     with pytest.raises(SpecError, match="REML"):
         ml.fit("mixed weight week || id:, reml vce(robust)", data=pig)
+
+
+def test_cluster_frequency_weights_equal_replicated_clusters(pig):
+    wj = np.random.default_rng(1).integers(1, 4, 48)
+    a = ml.fit("mixed weight week || id:, fweight(wj)", data=pig.assign(wj=wj[pig.id - 1]))
+    copies = [pig[pig.id == i].assign(id=1000 + k) for k, i in enumerate(np.repeat(np.arange(1, 49), wj))]
+    b = ml.fit("mixed weight week || id:", data=pd.concat(copies, ignore_index=True))
+    assert a.loglik == pytest.approx(b.loglik, abs=1e-7)
+    np.testing.assert_allclose(a.fixed.se, b.fixed.se, rtol=1e-5)
+
+
+def _survey_pig(pig):
+    rng = np.random.default_rng(7)
+    w1 = rng.uniform(0.5, 3.0, len(pig))
+    wj = rng.uniform(1.0, 5.0, 48)[pig.id - 1]
+    return pig.assign(w1=w1, wj=wj)
+
+
+def _pseudo_loglik(psi, data, w1, wj):
+    """Σ_j w_j [log N(y_j; Xβ, σ_u² J + σ² W_j⁻¹) + Σ_i (1 − w_i)/2 log 2πσ² − ½ Σ log w_i]:
+    the two-level pseudo-likelihood written out directly (random intercept)."""
+    b0, b1, log_su, log_se = psi
+    su2, se2 = np.exp(2 * log_su), np.exp(2 * log_se)
+    total = 0.0
+    for j in np.unique(data.id):
+        rows = np.flatnonzero(data.id.to_numpy() == j)
+        w = w1[rows]
+        V = su2 + np.diag(se2 / w)
+        e = data.weight.to_numpy()[rows] - b0 - b1 * data.week.to_numpy()[rows]
+        ll = -0.5 * (np.linalg.slogdet(V)[1] + e @ np.linalg.solve(V, e) + len(rows) * np.log(2 * np.pi))
+        ll += np.sum(1 - w) / 2 * np.log(2 * np.pi * se2) - 0.5 * np.sum(np.log(w))
+        total += wj[rows[0]] * ll
+    return total
+
+
+@pytest.mark.parametrize("scale", ["", "size", "effective"])
+def test_sampling_weights_maximize_the_pseudo_likelihood(pig, scale):
+    from scipy.optimize import minimize
+
+    data = _survey_pig(pig)
+    cmd = "mixed weight week [pw=w1] || id:, pweight(wj)" + (f" pwscale({scale})" if scale else "")
+    res = ml.fit(cmd, data=data)
+    w1 = data.w1.to_numpy().copy()
+    refs = data.id.to_numpy() - 1
+    if scale == "size":
+        w1 *= (np.bincount(refs) / np.bincount(refs, weights=w1))[refs]
+    elif scale == "effective":
+        w1 *= (np.bincount(refs, weights=w1) / np.bincount(refs, weights=w1 ** 2))[refs]
+    start = np.array([19.0, 6.0, 1.0, 0.5])
+    opt = minimize(lambda p: -_pseudo_loglik(p, data, w1, data.wj.to_numpy()), start, method="BFGS",
+                   options={"gtol": 1e-8})
+    assert res.loglik == pytest.approx(-opt.fun, abs=1e-5)
+    np.testing.assert_allclose(res.fixed.coef[::-1], opt.x[:2], rtol=1e-5)
+    assert res.equations[0].cov[0, 0] == pytest.approx(np.exp(2 * opt.x[2]), rel=1e-4)
+    assert res.residual_var == pytest.approx(np.exp(2 * opt.x[3]), rel=1e-4)
+    assert res.vce == "Robust"  # sampling weights imply robust standard errors
+    # the sandwich from finite differences of the written-out pseudo-likelihood
+    psi = np.array([res.fixed.coef[1], res.fixed.coef[0], 0.5 * np.log(res.equations[0].cov[0, 0]),
+                    0.5 * np.log(res.residual_var)])
+    ids = np.unique(data.id)
+    h, E = 1e-5, np.eye(4)
+    scores = []
+    for j in ids:
+        part = data[data.id == j]
+        f = lambda p: _pseudo_loglik(p, part, w1[data.id.to_numpy() == j], part.wj.to_numpy())  # noqa: E731
+        scores.append([(f(psi + h * E[k]) - f(psi - h * E[k])) / (2 * h) for k in range(4)])
+    S = np.array(scores)
+    f = lambda p: _pseudo_loglik(p, data, w1, data.wj.to_numpy())  # noqa: E731
+    h2 = 1e-4
+    Hm = np.array([[(f(psi + h2 * (E[a] + E[b])) - f(psi + h2 * (E[a] - E[b])) - f(psi - h2 * (E[a] - E[b]))
+                     + f(psi - h2 * (E[a] + E[b]))) / (4 * h2 * h2) for b in range(4)] for a in range(4)])
+    Hinv = np.linalg.inv(Hm)
+    V = Hinv @ (48 / 47 * S.T @ S) @ Hinv
+    np.testing.assert_allclose(res.fixed.se[::-1], np.sqrt(np.diag(V))[:2], rtol=1e-3)
+    # variance SEs on the log-SD scale: se(var) = 2 var se(log sd)
+    assert res.equations[0].se[0, 0] == pytest.approx(2 * res.equations[0].cov[0, 0] * np.sqrt(V[2, 2]), rel=2e-3)
+    assert res.residual_se == pytest.approx(2 * res.residual_var * np.sqrt(V[3, 3]), rel=2e-3)
+
+
+def test_pwscale_gk_moves_weights_to_the_cluster_level(pig):
+    data = _survey_pig(pig)
+    a = ml.fit("mixed weight week [pw=w1] || id:, pweight(wj) pwscale(gk)", data=data)
+    mean = data.assign(p=data.w1 * data.wj).groupby("id").p.transform("mean")
+    b = ml.fit("mixed weight week || id:, pweight(wgk)", data=data.assign(wgk=mean))
+    assert a.loglik == pytest.approx(b.loglik, abs=1e-8)
+
+
+def test_sampling_weights_need_robust(pig):
+    with pytest.raises(SpecError, match="robust"):
+        ml.fit("mixed weight week [pw=week] || id:, vce(oim)", data=pig)
+    with pytest.raises(DataError, match="combined"):
+        ml.fit("mixed weight week [fw=week] || id:, pweight(id)", data=pig)

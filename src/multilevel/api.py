@@ -66,11 +66,13 @@ def _fit_spec(spec: ModelSpec, data: pd.DataFrame):
     opts = dict(spec.options)
     res = fit_lmm(design, reml=spec.method == "reml", backend=opts.pop("optimizer", "nlopt"),
                   level=float(opts.get("level", 95.0)), options=opts)
-    if opts.get("vce"):
+    from .inference.robust import needs_robust
+
+    if opts.get("vce") or needs_robust(res):
         from .inference.robust import apply_vce
 
         try:
-            res = apply_vce(res, str(opts["vce"]), data)
+            res = apply_vce(res, str(opts.get("vce") or "robust"), data)
         except ValueError as exc:
             raise SpecError(str(exc)) from None
     if opts.get("dfmethod"):

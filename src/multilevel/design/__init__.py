@@ -15,7 +15,9 @@ from ..spec.model import ModelSpec
 from . import fixed, random
 from .fixed import FixedTerm
 from .random import ReEquation
+from . import weights as weights_design
 from .residual import ResidualDesign
+from .weights import Weights
 from .residual import build as build_residual
 from .residual import parse as parse_residual
 from .sample import SampleInfo, select
@@ -31,12 +33,12 @@ class Design:
     equations: tuple[ReEquation, ...]
     sample: SampleInfo
     residual: ResidualDesign | None = None  # residuals() structure, if any
-    weights: np.ndarray | None = None       # level-1 frequency weights ([fw=]), if any
+    weights: Weights | None = None          # [fw=]/[pw=] and higher-level weights, if any
 
     @property
     def n_effective(self) -> float:
-        """Number of observations: the sum of frequency weights, or the rows."""
-        return float(self.weights.sum()) if self.weights is not None else float(len(self.y))
+        """Number of observations: Σ w_j w_i|j with weights, or the rows."""
+        return float(self.weights.total.sum()) if self.weights is not None else float(len(self.y))
 
     @property
     def n(self) -> int:
@@ -56,11 +58,10 @@ def build(spec: ModelSpec, data: pd.DataFrame, extra_variables: tuple[str, ...] 
     if not isinstance(data, pd.DataFrame):
         raise DataError(f"data must be a pandas DataFrame, not {type(data).__name__}")
     rspec = parse_residual(spec.options["residuals"]) if spec.options.get("residuals") else None
-    weight = spec.options.get("weight")
-    if weight is not None:
-        extra_variables = list(extra_variables) + [_weight_variable(weight, spec, data)]
-        if rspec is not None:
-            raise DataError("weights with residuals() are not supported yet")
+    weight_vars = weights_design.variables(spec)
+    if weight_vars and rspec is not None:
+        raise DataError("weights with residuals() are not supported yet")
+    extra_variables = list(extra_variables) + weight_vars
     used = ([spec.response] + fixed.variables(spec.fixed) + random.variables(spec.levels)
             + list(extra_variables) + (rspec.variables if rspec else []))
     sample = select(data, list(dict.fromkeys(used)), spec.if_expr, spec.in_range)
@@ -76,29 +77,15 @@ def build(spec: ModelSpec, data: pd.DataFrame, extra_variables: tuple[str, ...] 
         if not spec.levels:
             raise DataError("residuals() needs a level for its groups: add '|| group:, noconstant'")
         residual = build_residual(rspec, spec.levels[-1].group, frame)
-    weights = _weights(frame, weight) if weight is not None else None
+    top = _top_level(equations)
+    weights = weights_design.build(spec, frame, top.refs if top else None, top.label if top else None)
     return Design(spec, y, fx, equations, sample, residual, weights)
 
 
-def _weight_variable(weight: tuple[str, str], spec: ModelSpec, data: pd.DataFrame) -> str:
-    kind, var = weight
-    if kind != "fw":
-        raise DataError(f"[{kind}=] weights are not supported by this command yet; frequency weights [fw=] are")
-    if spec.method == "reml":
-        raise DataError("weights are not allowed with reml, as in Stata")
-    if var not in data.columns:
-        raise DataError(f"weight variable '{var}' not found in the data")
-    return var
-
-
-def _weights(frame: pd.DataFrame, weight: tuple[str, str]) -> np.ndarray:
-    """Frequency weights: non-negative integers (Stata's fweight rules)."""
-    w = frame[weight[1]].to_numpy(dtype=float)
-    if np.any(w < 0):
-        raise DataError(f"weight variable '{weight[1]}' has negative values")
-    if np.any(w != np.round(w)):
-        raise DataError(f"frequency weights must be integers; '{weight[1]}' is not")
-    return w
+def _top_level(equations: tuple[ReEquation, ...]) -> ReEquation | None:
+    """The equation of a two-level model (one grouping), for weights and pwscale()."""
+    keys = {eq.group_key for eq in equations}
+    return equations[0] if len(keys) == 1 and equations and equations[0].group_key else None
 
 
 def _response(frame: pd.DataFrame, name: str) -> np.ndarray:

@@ -47,30 +47,43 @@ def sandwich(res, clusters: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             labels.append((e_i, int(max(i, j)), int(min(i, j))))
     sigmas = [v for e in res.equations for _, v in _linear_basis(e)] + [res.residual_var]
     p, m = X.shape[1], len(sigmas)
-    scores, H = [], np.zeros((p + m, p + m))
+    w = design.weights
+    w1 = w.level1 if w is not None else np.ones(len(y))
+    wc = w.cluster if w is not None and w.cluster is not None else np.ones(len(y))
+    scores, cluster_w, H = [], [], np.zeros((p + m, p + m))
     order = np.argsort(clusters, kind="stable")
     for rows in np.split(order, np.flatnonzero(np.diff(clusters[order])) + 1):
-        Vk = [_component(eq, basis, rows) for eq, basis in parts] + [np.eye(len(rows))]
+        # pseudo-likelihood of the cluster: N(y; Xβ, ZGZᵀ + σ²W⁻¹) + Σ_i (1 − w_i)/2 log 2πσ²
+        Vk = [_component(eq, basis, rows) for eq, basis in parts] + [np.diag(1 / w1[rows])]
         V = sum(s * M for s, M in zip(sigmas, Vk))
         Vinv = np.linalg.inv(V)
         Xc, ec = X[rows], y[rows] - X[rows] @ beta
         Ve = Vinv @ ec
         VkVinv = [M @ Vinv for M in Vk]
+        extra = np.sum(1 - w1[rows]) / 2
         s_beta = Xc.T @ Ve
         s_sigma = [-0.5 * np.trace(Vinv @ M) + 0.5 * Ve @ M @ Ve for M in Vk]
+        s_sigma[-1] += extra / sigmas[-1]
         scores.append(np.concatenate([s_beta, s_sigma]))
-        H[:p, :p] -= Xc.T @ Vinv @ Xc
+        wj = wc[rows[0]]
+        cluster_w.append(wj)
+        Hc = np.zeros_like(H)
+        Hc[:p, :p] = -Xc.T @ Vinv @ Xc
         for k, M in enumerate(Vk):
-            H[:p, p + k] -= Xc.T @ Vinv @ M @ Ve
+            Hc[:p, p + k] = -Xc.T @ Vinv @ M @ Ve
             for l in range(k + 1):
-                val = 0.5 * np.trace(VkVinv[k] @ VkVinv[l]) - Ve @ Vk[k] @ Vinv @ Vk[l] @ Ve
-                H[p + k, p + l] += val
+                Hc[p + k, p + l] = 0.5 * np.trace(VkVinv[k] @ VkVinv[l]) - Ve @ Vk[k] @ Vinv @ Vk[l] @ Ve
+        Hc[-1, -1] -= extra / sigmas[-1] ** 2
+        H += wj * Hc
     H[p:, :p] = H[:p, p:].T
     H[p:, p:] = np.tril(H[p:, p:]) + np.tril(H[p:, p:], -1).T
-    S = np.array(scores)
-    G = len(S)
+    S, cw = np.array(scores), np.array(cluster_w)
+    if w is not None and w.kind == "fw":   # replicated clusters: each copy is a cluster
+        B, G = (S * cw[:, None]).T @ S, cw.sum()
+    else:                                  # sampling weights scale each cluster's score
+        B, G = (S * cw[:, None]).T @ (S * cw[:, None]), len(S)
     Hinv = np.linalg.inv(H)
-    return Hinv @ (G / (G - 1) * S.T @ S) @ Hinv, labels
+    return Hinv @ (G / (G - 1) * B) @ Hinv, labels
 
 
 def _component(eq, basis: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -83,6 +96,8 @@ def apply_vce(res, vce: str, data: pd.DataFrame | None = None):
     words = vce.split()
     kind = words[0].lower()
     if kind in ("oim",):
+        if needs_robust(res):
+            raise ValueError("sampling weights require vce(robust) or vce(cluster), as in Stata")
         return res
     if kind not in ("robust", "cluster", "cl") or (kind != "robust" and len(words) != 2):
         raise ValueError(f"vce({vce}): use oim, robust or cluster varname")
@@ -118,6 +133,12 @@ def apply_vce(res, vce: str, data: pd.DataFrame | None = None):
     return replace(res, fixed=fixed, equations=tuple(equations), residual_se=resid_se,
                    residual_phi_se=resid_se / (2 * res.residual_var), vce=label,
                    clusters=(int(clusters.max() + 1), var), wald=wald)
+
+
+def needs_robust(res) -> bool:
+    """Sampling weights imply robust standard errors, as in Stata."""
+    w = res.design.weights
+    return w is not None and w.kind == "pw"
 
 
 def _phi_se(e, se: np.ndarray) -> np.ndarray:

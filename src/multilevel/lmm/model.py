@@ -62,15 +62,23 @@ class LinearMixedModel:
         self.residual = ResidualModel(design.residual) if design.residual is not None else None
         sizes = [t.n_params for t in self.terms] + [self.residual.n_params if self.residual else 0]
         *self._theta_slices, self.residual_slice = _offsets(sizes)
-        self.n_obs = design.n_effective  # Σ frequency weights, or n
-        self._sqrt_w = np.sqrt(design.weights)[:, None] if design.weights is not None else None
+        self.n_obs = design.n_effective  # Σ w_j w_i|j with weights, or n
+        w = design.weights
+        self._sqrt_w = np.sqrt(w.total)[:, None] if w is not None else None        # rows of [X y]
+        self._sqrt_w1 = np.sqrt(w.level1)[:, None] if w is not None else None      # rows of z
+        self._group_w = None                                                         # w_j per group
+        if w is not None and w.cluster is not None:
+            first = self.terms[0]
+            self._group_w = np.zeros(first.n_groups)
+            self._group_w[first.refs] = w.cluster
         self._raw = self._weighted(self._centered(np.column_stack([self.design.X, self.design.y])))
         self.raw_gram = self._raw.T @ self._raw  # [X y]ᵀ[X y] (centred), for the linear regression
         self._whitened_at: np.ndarray | None = None
         self._log_det_r = 0.0
         self._layout()
         if self.residual is None:
-            self._stats(self._raw, [self._weighted(t.z) for t in self.terms])
+            z = [t.z if self._sqrt_w1 is None else t.z * self._sqrt_w1 for t in self.terms]
+            self._stats(self._raw, z)
 
     # --- sufficient statistics --------------------------------------------------
     def _layout(self) -> None:
@@ -114,7 +122,9 @@ class LinearMixedModel:
         self._whitened_at = np.array(phi, copy=True)
 
     def _weighted(self, A: np.ndarray) -> np.ndarray:
-        """Rows scaled by √w: frequency weights enter every cross-product as Σ w_i a_i b_iᵀ."""
+        """Rows of [X y] scaled by √(w_j w_i|j); with z scaled by √w_i|j, the cross-products are
+        Σ w_i|j z zᵀ per cluster and √w_j-scaled [X y]ᵀZ blocks, so that the Schur complement
+        and penalized RSS are the w_j-weighted sums of the clusters' (see design.weights)."""
         return A if self._sqrt_w is None else A * self._sqrt_w
 
     def _centered(self, D: np.ndarray) -> np.ndarray:
@@ -185,7 +195,10 @@ class LinearMixedModel:
         if info:
             raise np.linalg.LinAlgError("the penalized system is not positive definite")
         d22 = np.diag(L22)
-        log_det_z = 2 * np.log(np.diagonal(L11, axis1=1, axis2=2)).sum() + 2 * np.log(d22[:self.q_rest]).sum()
+        log_l11 = np.log(np.diagonal(L11, axis1=1, axis2=2)).sum(axis=1)
+        if self._group_w is not None:  # cluster weights: Σ_j w_j log|L_j|²
+            log_l11 = log_l11 * self._group_w
+        log_det_z = 2 * log_l11.sum() + 2 * np.log(d22[:self.q_rest]).sum()
         log_det_x = 2 * np.log(d22[self.q_rest:-1]).sum()
         return Factor(theta, L11, L21Z, L21D, L22, log_det_z, log_det_x, d22[-1] ** 2, self._log_det_r)
 

@@ -41,6 +41,7 @@ _ABBREV = {
     "difficult": "difficult",
     "emiterate": "emiter",
     "noestimate": "noestimate",
+    "pwscale": "pwscale",
     "dispersion": "disp",
     "startvalues": "startv",
 }

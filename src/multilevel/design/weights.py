@@ -1,0 +1,112 @@
+"""Weights: level-1 ``[fw=]``/``[pw=]`` and higher-level ``fweight()``/``pweight()``.
+
+Pseudo-likelihood for two-level models (Rabe-Hesketh & Skrondal 2006, JRSS A
+169; Pfeffermann et al. 1998, JRSS B 60; [ME] mixed, Survey data):
+
+    ℓ = Σ_j w_j log ∫ Π_i f(y_ij | u_j)^{w_i|j} φ(u_j) du_j
+
+with level-1 weights w_i|j (conditional on the cluster being sampled) and
+cluster weights w_j.  Frequency weights are the special case of integer
+weights (replicated observations or clusters).  ``pwscale()`` rescales the
+level-1 weights within each cluster:
+
+- ``size``: w*_i|j = w_i|j n_j / Σ_i w_i|j (sum to the cluster size);
+- ``effective``: w*_i|j = w_i|j Σ_i w_i|j / Σ_i w_i|j² (sum to the effective size);
+- ``gk`` (Graubard & Korn 1996): w*_j = mean_i(w_i|j w_j) and w*_i|j = 1.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ..spec.errors import DataError
+
+
+@dataclass(frozen=True)
+class Weights:
+    """Per-observation level-1 weights and the weight of each observation's cluster."""
+
+    kind: str                      # "fw" or "pw"
+    level1: np.ndarray             # w_i|j (ones when only cluster weights are given)
+    cluster: np.ndarray | None     # w_j of the observation's top-level cluster, or None
+    cluster_level: str | None      # label of the level the cluster weights belong to
+
+    @property
+    def total(self) -> np.ndarray:
+        """w_j w_i|j: what each observation counts for in the pseudo-likelihood."""
+        return self.level1 if self.cluster is None else self.level1 * self.cluster
+
+
+def variables(spec) -> list[str]:
+    """Data columns named by the weights (they take part in listwise deletion)."""
+    out = []
+    if spec.options.get("weight"):
+        out.append(spec.options["weight"][1])
+    for opts in (spec.options.get("level_weights") or {}).values():
+        out.extend(opts.values())
+    return out
+
+
+def build(spec, frame: pd.DataFrame, top_refs: np.ndarray | None, top_label: str | None) -> Weights | None:
+    """The :class:`Weights` of ``spec`` on the estimation sample, or None."""
+    level1 = spec.options.get("weight")
+    levels = spec.options.get("level_weights") or {}
+    if not level1 and not levels:
+        return None
+    if spec.method == "reml":
+        raise DataError("weights are not allowed with reml, as in Stata")
+    kinds = {level1[0]} if level1 else set()
+    kinds |= {"fw" if k == "fweight" else "pw" for opts in levels.values() for k in opts}
+    if len(kinds) > 1:
+        raise DataError("frequency and sampling weights cannot be combined")
+    kind = kinds.pop()
+    if kind not in ("fw", "pw"):
+        raise DataError(f"[{kind}=] weights are not supported; use [fw=] or [pw=]")
+    n = len(frame)
+    w1 = _values(frame, level1[1], kind) if level1 else np.ones(n)
+    cluster = None
+    if levels:
+        (label, opts), *more = levels.items()
+        if more or label != top_label:
+            raise DataError("higher-level weights are supported at the highest level of a two-level model")
+        cluster = _values(frame, next(iter(opts.values())), kind)
+        if pd.Series(cluster).groupby(top_refs).nunique().max() > 1:
+            raise DataError(f"weights for level '{label}' must be constant within its groups")
+    scale = spec.options.get("pwscale")
+    if scale:
+        if top_refs is None:
+            raise DataError("pwscale() needs a two-level model")
+        w1, cluster = _pwscale(str(scale).strip().lower(), w1, cluster, top_refs)
+    return Weights(kind, w1, cluster, top_label if cluster is not None else None)
+
+
+def _values(frame: pd.DataFrame, expr: str, kind: str) -> np.ndarray:
+    if expr in frame.columns:
+        w = frame[expr].to_numpy(dtype=float)
+    else:
+        try:
+            w = np.asarray(frame.eval(expr), dtype=float)
+        except Exception:  # pandas raises many kinds for a bad expression
+            raise DataError(f"weight variable '{expr}' not found in the data") from None
+    if np.any(~np.isfinite(w)):
+        raise DataError(f"weight '{expr}' has missing values")
+    if np.any(w < 0):
+        raise DataError(f"weight '{expr}' has negative values")
+    if kind == "fw" and np.any(w != np.round(w)):
+        raise DataError(f"frequency weights must be integers; '{expr}' is not")
+    return w
+
+
+def _pwscale(method: str, w1: np.ndarray, cluster: np.ndarray | None, refs: np.ndarray):
+    sums = np.bincount(refs, weights=w1)
+    if method.startswith("size"):
+        return w1 * (np.bincount(refs) / sums)[refs], cluster
+    if method.startswith("eff"):
+        return w1 * (sums / np.bincount(refs, weights=w1 * w1))[refs], cluster
+    if method == "gk":
+        wj = cluster if cluster is not None else np.ones(len(w1))
+        mean = np.bincount(refs, weights=w1 * wj) / np.bincount(refs)
+        return np.ones(len(w1)), mean[refs]
+    raise DataError(f"pwscale({method}): use size, effective or gk")
