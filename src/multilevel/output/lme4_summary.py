@@ -72,13 +72,18 @@ def _bar(level) -> str:
     rterms = [t[2:] for t in level.terms if t.startswith("R.")]
     if rterms:
         return " + ".join(f"(1 | {g})" for g in rterms)
-    group = ":".join(reversed(level.group))
+    group = _group_name(level.label, level.group)
     slopes = " + ".join(level.terms)
     if not slopes:
         return f"(1 | {group})"
     lhs = slopes if level.constant else f"0 + {slopes}"
     bar = "||" if level.covariance == "independent" and len(level.term_names) > 1 else "|"
     return f"({lhs} {bar} {group})"
+
+
+def _group_name(label: str, group_vars: tuple[str, ...]) -> str:
+    """lme4's name of a grouping factor: ``a:b`` as written, nested levels inner first (``cask:batch``)."""
+    return label if ":" in label else ":".join(reversed(group_vars))
 
 
 def _criterion(res) -> list[str]:
@@ -114,7 +119,7 @@ def _blocks(res) -> list[_Block]:
             for i, name in enumerate(e.names):
                 blocks.append(_Block(name[2:], name[2:], ("(Intercept)",), e.cov[i:i + 1, i:i + 1], e.n_groups))
             continue
-        group = ":".join(reversed(e.group_vars))
+        group = _group_name(e.label, e.group_vars)
         order = _lme4_order(e.names)
         names = tuple("(Intercept)" if e.names[i] == "_cons" else e.names[i] for i in order)
         cov = e.cov[np.ix_(order, order)]

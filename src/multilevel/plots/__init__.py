@@ -3,12 +3,10 @@
 Each function draws on ``ax`` (a new figure when it is ``None``) and returns
 the matplotlib Axes.  matplotlib is imported only when a plot is drawn.
 
-=========================  ==================================================
-:func:`caterpillar`        BLUPs of one level and term, sorted, with intervals
-:func:`residuals_vs_fitted` residuals against fitted values
-:func:`qq`                 normal quantile plot of standardized residuals or BLUPs
-:func:`trajectories`       observed values and fitted lines per group over time
-=========================  ==================================================
+- ``caterpillar``: BLUPs of one level and term, sorted, with intervals
+- ``residuals_vs_fitted``: residuals against fitted values
+- ``qq``: normal quantile plot of standardized residuals or BLUPs
+- ``trajectories``: observed values and fitted lines per group over time
 """
 from __future__ import annotations
 

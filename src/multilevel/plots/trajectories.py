@@ -18,18 +18,29 @@ def trajectories(res_or_data, time: str, group: str, n: int | None = 10, y: str 
                  data: pd.DataFrame | None = None, ax=None):
     """Per group, the observed values over ``time`` and (for a fit) the fitted line.
 
-    Parameters
-    ----------
-    res_or_data: fitted results, or a DataFrame (then ``y`` is required)
-    time, group: column names: the x axis and the grouping variable
-    n:           draw the first ``n`` groups in sorted order (``None``: all)
-    y:           the response (a fit's dependent variable by default)
-    data:        with a fit: the data it was fitted on, when ``time`` or
-                 ``group`` is not a variable of the model
-
     A DataFrame gives one connected line (markers and line) per group; a fit
     gives markers for the observed values and a line of fitted values per
     group, in the same colour.  Each line is labelled with its group.
+
+    Parameters
+    ----------
+    res_or_data
+        fitted results, or a DataFrame (then ``y`` is required)
+    time, group
+        column names: the x axis and the grouping variable
+    n
+        draw the first ``n`` groups in sorted order (``None``: all)
+    y
+        the response (a fit's dependent variable by default)
+    data
+        with a fit: the data it was fitted on, when ``time`` or ``group`` is
+        not a variable of the model
+    ax
+        the matplotlib Axes to draw on (default: a new figure)
+
+    Returns
+    -------
+    matplotlib.axes.Axes
     """
     if isinstance(res_or_data, pd.DataFrame):
         if y is None:

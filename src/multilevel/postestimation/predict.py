@@ -59,18 +59,26 @@ def predict(res, kind: str = "xb", data: pd.DataFrame | None = None, relevel: st
 
     Parameters
     ----------
-    res:      fitted :class:`~multilevel.inference.results.MixedResults`
-    kind:     one of ``xb stdp fitted residuals rstandard reffects reses``
-    data:     new data (default: the estimation sample)
-    relevel:  a level name (``"id"``, ``"cask"``, ``"_all"``): ``fitted`` and
-              ``residuals`` use the random effects from the top level down to
-              it; ``reffects``/``reses`` return only that level's effects
-    se:       for ``reses``: ``"stata"`` (conditional after ML, comparative
-              after REML, as Stata), ``"conditional"`` (β known; lme4's
-              condVar) or ``"comparative"`` (accounts for estimating β)
+    res
+        fitted :class:`~multilevel.inference.results.MixedResults`
+    kind
+        one of ``xb stdp fitted residuals rstandard reffects reses``
+    data
+        new data (default: the estimation sample)
+    relevel
+        a level name (``"id"``, ``"cask"``, ``"_all"``): ``fitted`` and
+        ``residuals`` use the random effects from the top level down to
+        it; ``reffects``/``reses`` return only that level's effects
+    se
+        for ``reses``: ``"stata"`` (conditional after ML, comparative
+        after REML, as Stata), ``"conditional"`` (β known; lme4's
+        condVar) or ``"comparative"`` (accounts for estimating β)
 
-    Returns a Series (one value per row) or, for ``reffects``/``reses``, a
-    DataFrame with one column per random effect named ``level:term``.
+    Returns
+    -------
+    pandas.Series or pandas.DataFrame
+        A Series (one value per row) or, for ``reffects``/``reses``, a
+        DataFrame with one column per random effect named ``level:term``.
     """
     kind = _check_kind(kind)
     if se not in SE_KINDS:
