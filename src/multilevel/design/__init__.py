@@ -36,6 +36,11 @@ class Design:
     weights: Weights | None = None          # [fw=]/[pw=] and higher-level weights, if any
 
     @property
+    def residual_key(self) -> tuple[str, ...]:
+        """Grouping variables of the residual structure's groups (the lowest level)."""
+        return self.spec.levels[-1].group if self.spec.levels else ()
+
+    @property
     def n_effective(self) -> float:
         """Number of observations: Σ w_j w_i|j with weights, or the rows."""
         return float(self.weights.total.sum()) if self.weights is not None else float(len(self.y))

@@ -25,7 +25,7 @@ from scipy.linalg.lapack import dpotrf
 
 from ..design import Design
 from ..linalg import batched
-from .rside import ResidualModel
+from .rside import MarkovStatistics, ResidualModel
 from .terms import RandomTerm, make_terms
 
 
@@ -75,6 +75,11 @@ class LinearMixedModel:
         self.raw_gram = self._raw.T @ self._raw  # [X y]ᵀ[X y] (centred), for the linear regression
         self._whitened_at: np.ndarray | None = None
         self._log_det_r = 0.0
+        self._markov = None
+        if self.residual is not None and len(self.terms) <= 1 and MarkovStatistics.applies(self.residual) \
+                and (not self.terms or self.terms[0].equations[0].group_key == design.residual_key):
+            self._markov = MarkovStatistics(self.residual, np.column_stack([self._raw] + [t.z for t in self.terms]),
+                                            sum(t.k for t in self.terms))
         self._layout()
         if self.residual is None:
             z = [t.z if self._sqrt_w1 is None else t.z * self._sqrt_w1 for t in self.terms]
@@ -115,11 +120,26 @@ class LinearMixedModel:
         """Recompute the cross-products for residual parameters φ (cached)."""
         if self._whitened_at is not None and np.array_equal(phi, self._whitened_at):
             return
+        if self._markov is not None:
+            self._markov_stats(phi)
+        else:
+            self._whiten_rows(phi)
+        self._whitened_at = np.array(phi, copy=True)
+
+    def _markov_stats(self, phi: np.ndarray) -> None:
+        """Cross-products from AR(1)-type lag statistics: O(groups) per φ (rside.MarkovStatistics)."""
+        self.A22, zcols, self._log_det_r = self._markov.gram(self.residual, phi)
+        md = self.p + 1
+        self.A21Z = None
+        if self.terms:
+            self.A11 = zcols[:, md:, :]
+            self.A21D = zcols[:, :md, :].transpose(1, 0, 2)
+
+    def _whiten_rows(self, phi: np.ndarray) -> None:
         widths = [self._raw.shape[1]] + [t.k for t in self.terms]
         W, self._log_det_r = self.residual.whiten(phi, np.column_stack([self._raw] + [t.z for t in self.terms]))
         parts = np.split(W, np.cumsum(widths)[:-1], axis=1)
         self._stats(parts[0], parts[1:])
-        self._whitened_at = np.array(phi, copy=True)
 
     def _weighted(self, A: np.ndarray) -> np.ndarray:
         """Rows of [X y] scaled by √(w_j w_i|j); with z scaled by √w_i|j, the cross-products are
