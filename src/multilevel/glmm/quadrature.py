@@ -68,6 +68,7 @@ class GroupIntegrator:
         names = [nm for eq in term.equations for nm in eq.names]
         first = names.index("_cons") if "_cons" in names else 0
         self.perm = np.array([first] + [i for i in range(term.k) if i != first])
+        self._last = None   # (posterior means, covariances) of the last mean–variance fit
 
     def root(self, V: np.ndarray, lam: np.ndarray) -> tuple[np.ndarray, float]:
         """Square roots C_g of the u-space covariances V_g that put the nodes on the
@@ -135,14 +136,21 @@ class GroupIntegrator:
         Starts from the mode and curvature.  Returns (log likelihood, m, C).
         """
         m, C, logdet = self._mode_scale(modes, lam)
+        if self._last is not None:          # warm start at the previous fixed point
+            m0, V0 = self._last
+            m, (C, logdet) = m0, self.root(V0, lam)
+        V = None
         for _ in range(max_iter):
             _, logp, U = self.integrate(eta0, lam, m, C, loglik, logdet)
             p = np.exp(logp)
             m_new = np.einsum("gj,gja->ga", p, U)
             D = U - m_new[:, None, :]
-            C_new, logdet = self.root(np.einsum("gj,gja,gjb->gab", p, D, D), lam)
+            V = np.einsum("gj,gja,gjb->gab", p, D, D)
+            C_new, logdet = self.root(V, lam)
             change = max(np.max(np.abs(m_new - m)), np.max(np.abs(C_new - C)))
             m, C = m_new, C_new
             if change < tol:
                 break
+        if np.all(np.isfinite(m)) and V is not None and np.all(np.isfinite(V)):
+            self._last = (m, V)
         return self.integrate(eta0, lam, m, C, loglik, logdet)[0], m, C
