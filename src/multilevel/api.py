@@ -61,6 +61,10 @@ def _fit_spec(spec: ModelSpec, data: pd.DataFrame):
     if empty and not spec.options.get("residuals"):
         raise SpecError(f"random-effects equation '{empty[0]}:' has no terms (noconstant and no variables); "
                         "it is allowed only to give the groups of residuals()")
+    from .lmm import streaming
+
+    if isinstance(data, str) or streaming.is_dask(data):
+        return _fit_streamed(spec, streaming.read(data))
     design = _design.build(spec, data)
     _check_design(design)
     opts = dict(spec.options)
@@ -83,6 +87,24 @@ def _fit_spec(spec: ModelSpec, data: pd.DataFrame):
         except ValueError as exc:
             raise SpecError(str(exc)) from None
     return res
+
+
+def _fit_streamed(spec: ModelSpec, ddf):
+    """Fit from sufficient statistics accumulated over the partitions of a dask DataFrame."""
+    from .lmm import streaming
+    from .lmm.fit import optimize, results_at
+    from .lmm.model import LinearMixedModel
+
+    design, stats = streaming.build(spec, ddf)
+    if stats.A22[-1, -1] <= 0:
+        from .spec.errors import DataError
+
+        raise DataError(f"dependent variable '{spec.response}' is constant in the estimation sample")
+    model = LinearMixedModel(design, reml=spec.method == "reml", statistics=stats)
+    opts = dict(spec.options)
+    opts.pop("optimizer", None)
+    return results_at(model, optimize(model, spec.options.get("optimizer", "nlopt")),
+                      float(opts.get("level", 95.0)), opts)
 
 
 def _check_design(design) -> None:

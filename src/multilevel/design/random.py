@@ -39,6 +39,7 @@ class ReEquation:
     z: np.ndarray
     names: tuple[str, ...]
     covariance: str
+    counts: np.ndarray | None = None  # observations per group, when refs are not kept (streamed data)
 
     @property
     def n_groups(self) -> int:

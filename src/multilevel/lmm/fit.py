@@ -153,7 +153,7 @@ def _equations(model, theta, sigma2, nat, blups) -> tuple[EquationResult, ...]:
                 full[[i - nsl.start for i in local]] = sub
                 return struct.from_natural(full).ravel()
             se = np.sqrt(np.diag(delta_vcov(entries, phi[[i - nsl.start for i in local]], V))).reshape(cov.shape)
-        counts = np.bincount(eq.refs, minlength=eq.n_groups)
+        counts = eq.counts if eq.counts is not None else np.bincount(eq.refs, minlength=eq.n_groups)
         out.append(EquationResult(
             label=eq.label, names=eq.names, structure=struct.label, group_vars=eq.group_key,
             count_key=eq.count_key, groups=eq.groups,

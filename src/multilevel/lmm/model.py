@@ -54,7 +54,7 @@ class LinearMixedModel:
     reml:       whether :meth:`objective` is the REML criterion
     """
 
-    def __init__(self, design: Design, reml: bool = False):
+    def __init__(self, design: Design, reml: bool = False, statistics: "Statistics | None" = None):
         self.design = design
         self.reml = reml
         self.terms: list[RandomTerm] = make_terms(design.equations)
@@ -62,6 +62,9 @@ class LinearMixedModel:
         self.residual = ResidualModel(design.residual) if design.residual is not None else None
         sizes = [t.n_params for t in self.terms] + [self.residual.n_params if self.residual else 0]
         *self._theta_slices, self.residual_slice = _offsets(sizes)
+        if statistics is not None:
+            self._from_statistics(statistics)
+            return
         self.n_obs = design.n_effective  # Σ w_j w_i|j with weights, or n
         w = design.weights
         self._sqrt_w = np.sqrt(w.total)[:, None] if w is not None else None        # rows of [X y]
@@ -84,6 +87,16 @@ class LinearMixedModel:
         if self.residual is None:
             z = [t.z if self._sqrt_w1 is None else t.z * self._sqrt_w1 for t in self.terms]
             self._stats(self._raw, z)
+
+    def _from_statistics(self, st: "Statistics") -> None:
+        """Cross-products accumulated elsewhere (e.g. partition by partition with dask)."""
+        self.n_obs = st.n_obs
+        self._sqrt_w = self._sqrt_w1 = self._group_w = self._markov = None
+        self._whitened_at, self._log_det_r = None, 0.0
+        self._set_centering(st.means)
+        self.raw_gram = st.A22
+        self._layout()
+        self.A11, self.A21D, self.A21Z, self.A22 = st.A11, st.A21D, None, st.A22
 
     # --- sufficient statistics --------------------------------------------------
     def _layout(self) -> None:
@@ -154,18 +167,22 @@ class LinearMixedModel:
         |R_X| and the deviance are unchanged) that avoids the cancellation in
         yᵀy − ...; :meth:`solve` and :meth:`vcov_beta` map back with C.
         """
+        means = self._set_centering(D.mean(axis=0))
+        return D - means if means is not None else D
+
+    def _set_centering(self, means: np.ndarray) -> np.ndarray | None:
+        """C and the y shift for centring at ``means`` of [X y]; the means used (None: no constant)."""
         names = self.design.fixed.names
         self._C = np.eye(self.p)
         if "_cons" not in names:
-            return D
+            return None
         cons = names.index("_cons")
-        means = D.mean(axis=0)
+        means = np.array(means, dtype=float)
         means[cons] = 0.0
         self._C[cons, :] = -means[:self.p]
         self._C[cons, cons] = 1.0
         self._y_shift = means[-1]
-        out = D - means
-        return out
+        return means
 
     # --- parameters ------------------------------------------------------------
     @property
@@ -335,6 +352,18 @@ def _block_cholesky(A11: np.ndarray, lam: np.ndarray) -> tuple[np.ndarray, np.nd
 def _offsets(sizes: list[int]) -> list[slice]:
     edges = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
     return [slice(a, b) for a, b in zip(edges[:-1], edges[1:])]
+
+
+@dataclass(frozen=True)
+class Statistics:
+    """Sufficient statistics of a one-term LMM, [X y] centred at ``means`` (``_cons`` not):
+    A11 (G, k, k) = Σ_g z zᵀ, A21D (p+1, G, k) = Σ_g [X y] zᵀ, A22 = [X y]ᵀ[X y]."""
+
+    n_obs: float
+    means: np.ndarray
+    A11: np.ndarray
+    A21D: np.ndarray
+    A22: np.ndarray
 
 
 def equation_blocks(model: LinearMixedModel) -> list[tuple[object, object, slice]]:
