@@ -233,11 +233,12 @@ class Binomial(_Family):
     def derivs(self, y, eta, xi=(), order=2):
         n = 1.0 if self.trials is None else _col(self.trials, eta)
         const = _col(self._const, eta)
-        if self.link == "logit":   # y η − n log(1 + e^η): one transcendental per observation
-            ll = y * eta - n * np.logaddexp(0.0, eta) + const
+        if self.link == "logit":   # y η − n log(1 + e^η), with one exp and one log1p
+            e = np.exp(-np.abs(eta))
+            ll = y * eta - n * (np.maximum(eta, 0.0) + np.log1p(e)) + const
             if order == 0:
                 return ll, None, None
-            pr = special.expit(eta)
+            pr = np.where(eta >= 0, 1.0, e) / (1.0 + e)
             return ll, y - n * pr, -n * pr * (1 - pr)
         lf, df, d2f = self.cdf.log_cdf(eta)
         ls, ds, d2s = self.cdf.log_sf(eta)

@@ -249,11 +249,11 @@ def pirls(system: PenalizedSystem, family, y: np.ndarray, eta0: np.ndarray, lams
         grad = system.zlam_t(d1, lams) - u
         delta = F.solve(grad)
         step = 1.0
-        while True:
+        while True:   # the derivatives come with the trial point: reused when it is accepted
             u_new = u + step * delta
             eta_new = eta0 + system.zlam(u_new, lams)
-            ll_new = family.loglik(y, eta_new, xi)
-            obj_new = ll_new.sum() - 0.5 * u_new @ u_new
+            new = family.derivs(y, eta_new, xi)
+            obj_new = new[0].sum() - 0.5 * u_new @ u_new
             if np.isfinite(obj_new) and obj_new >= obj - 1e-12 * (1 + abs(obj)):
                 break
             step *= 0.5
@@ -264,7 +264,7 @@ def pirls(system: PenalizedSystem, family, y: np.ndarray, eta0: np.ndarray, lams
             break
         gain = obj_new - obj
         u, eta, obj = u_new, eta_new, obj_new
-        ll, d1, d2 = family.derivs(y, eta, xi)
+        ll, d1, d2 = new
         if np.max(np.abs(step * delta), initial=0.0) < tol or gain < 1e-14 * (1 + abs(obj)):
             converged = True
             break
