@@ -101,3 +101,14 @@ def test_r_format(case):
 def test_r_abbreviate(minlength):
     ref = r_format_cases()["abbreviate"]
     assert abbreviate(ref["names"], minlength) == ref[f"min{minlength}"]
+
+
+def test_summary_notes_what_lme4_cannot_say(pig):
+    weighted = ml.fit("mixed weight week [fw=w] || id:, vce(cluster id)", data=pig.assign(w=1 + pig.week % 3))
+    lines = str(weighted.summary(style="lme4")).splitlines()
+    assert lines[2] == "Weights: [fw=w]" and lines[-1] == "Std. Error: robust, 48 clusters in id"
+    ar = ml.fit("mixed follicles sin1 cos1 || mare:, residuals(ar 1, t(time))", data=load_data("ovary.csv"))
+    assert str(ar.summary(style="lme4")).splitlines()[-1].startswith("Residual structure: AR(1)")
+    exch = ml.fit("mixed weight week || id: week, covariance(exchangeable)", data=pig)
+    text = str(exch.summary(style="lme4"))
+    assert "Corr" in text and text.splitlines()[-1].startswith("covariance(exchangeable) for id")

@@ -40,6 +40,9 @@ def render_lme4(res) -> str:
     """The lme4-style summary of a :class:`~multilevel.inference.results.MixedResults`."""
     blocks = _blocks(res)
     lines = [_title(res), f"Formula: {lme4_formula(res.spec)}"]
+    weight = res.spec.options.get("weight")
+    if weight:                    # Stata's weights, in Stata's notation (lme4's weights= differ)
+        lines.append(f"Weights: [{weight[0]}={weight[1]}]")
     if res.spec.if_expr:
         lines.append(f" Subset: {res.spec.if_expr}")
     lines += [""] + _criterion(res) + [""]
@@ -241,6 +244,11 @@ def _fixed_corr(labels: list[str], vcov: np.ndarray) -> list[str]:
 
 def _notes(res) -> list[str]:
     notes = []
+    if getattr(res, "vce", ""):
+        clusters = getattr(res, "clusters", ())
+        notes.append(f"Std. Error: {res.vce.lower()}" + (f", {clusters[0]} clusters in {clusters[1]}" if clusters else ""))
+    if res.df is not None:
+        notes.append(f"t values: dfmethod({res.df_method}); their DF and p-values are in res.fixed_effects")
     if res.residual_label:
         notes.append(f"Residual structure: {res.residual_label} (its parameters: the Stata table); "
                      "Residual shows var(e)")
