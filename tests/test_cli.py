@@ -25,3 +25,10 @@ def test_cli_lme4_formula_and_nolog():
 def test_cli_reports_errors():
     out = run("mixed weight wek || id:", "--data", PIG)
     assert out.returncode == 2 and "not found" in out.stderr
+
+
+def test_cli_runs_glmm_commands():
+    data = str(pathlib.Path(__file__).parent / "data" / "bangladesh.csv")
+    out = run("melogit c_use urban age || district:, intmethod(laplace)", "--data", data, "--nolog")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("Mixed-effects logistic regression")

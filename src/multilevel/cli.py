@@ -38,7 +38,10 @@ def main(argv: list[str] | None = None) -> int:
         if "~" in args.command:
             res = mixed(args.command, data=data, reml=args.reml or None)
         else:
-            cmd = args.command if args.command.split()[0] in ("mixed", "xtmixed") else "mixed " + args.command
+            from .spec.stata import COMMANDS
+
+            known = args.command.split()[0].lower() in COMMANDS
+            cmd = args.command if known else "mixed " + args.command
             res = fit(cmd, data=data)
     except (SpecError, DataError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -53,9 +56,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.out == "-":
         return 0
-    if not (args.nolog or res.options.get("nolog")):
+    if not (args.nolog or getattr(res, "options", {}).get("nolog")) and hasattr(res, "iteration_log"):
         print(res.iteration_log() + "\n")
-    print(res.summary(style=args.style))
+    print(res.summary(style=args.style) if hasattr(res, "summary") else res)
     return 0
 
 

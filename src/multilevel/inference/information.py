@@ -33,11 +33,15 @@ class NaturalFit:
 
 
 def natural_slices(model: LinearMixedModel) -> tuple[slice, ...]:
-    """Slices of φ: one per random-effects equation, then the residual structure's."""
+    """Slices of φ: one per random-effects equation, then the residual structure's (cached)."""
+    cached = model.__dict__.get("_natural_slices")
+    if cached is not None:
+        return cached
     sizes = [s.n_natural for _, s, _ in equation_blocks(model)] + [model.residual_slice.stop
                                                                     - model.residual_slice.start]
     edges = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
-    return tuple(slice(a, b) for a, b in zip(edges[:-1], edges[1:]))
+    model._natural_slices = tuple(slice(a, b) for a, b in zip(edges[:-1], edges[1:]))
+    return model._natural_slices
 
 
 def to_natural(model: LinearMixedModel, theta: np.ndarray, sigma2: float) -> np.ndarray:
