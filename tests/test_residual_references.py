@@ -73,3 +73,17 @@ def test_ar1_by_male_dense_se():
     se = np.sqrt(np.diag(np.linalg.inv(-H)))
     ours = [res.equations[0].se[0, 0]] + [rows[k][1] for k in ("0: var(e)", "0: rho", "1: var(e)", "1: rho")]
     assert ours == pytest.approx(list(se[3:]), rel=1e-3)
+
+
+def test_residual_structure_bad_input():
+    d = pd.read_csv(HERE / "data" / "orthodont.csv")
+    with pytest.raises(multilevel.DataError, match="integer"):
+        multilevel.fit("mixed distance age || subject:, residuals(ar 1, t(t))", data=d.assign(t=d.occ + 0.5))
+    with pytest.raises(multilevel.DataError, match="repeated values"):
+        multilevel.fit("mixed distance age || subject:, residuals(unstructured, t(male))", data=d)
+    with pytest.raises(multilevel.DataError, match="constant within groups"):
+        multilevel.fit("mixed distance age || subject:, residuals(exchangeable, by(occ))", data=d)
+    with pytest.raises(multilevel.SpecError, match="needs t"):
+        multilevel.fit("mixed distance age || subject:, residuals(ar 1)", data=d)
+    with pytest.raises(multilevel.SpecError, match="unknown residual structure"):
+        multilevel.fit("mixed distance age || subject:, residuals(spline)", data=d)

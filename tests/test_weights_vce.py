@@ -191,3 +191,14 @@ def test_sampling_weights_need_robust(pig):
         ml.fit("mixed weight week [pw=week] || id:, vce(oim)", data=pig)
     with pytest.raises(DataError, match="combined"):
         ml.fit("mixed weight week [fw=week] || id:, pweight(id)", data=pig)
+
+
+def test_lme4_weights_keyword_means_frequency_weights(weighted_pig):
+    a = ml.mixed("weight ~ week + (1 | id)", data=weighted_pig, weights="w")
+    b = ml.fit("mixed weight week [fw=w] || id:", data=weighted_pig)
+    assert a.loglik == pytest.approx(b.loglik, abs=1e-9)
+
+
+def test_weights_not_with_dfmethod(weighted_pig):
+    with pytest.raises(DataError, match="dfmethod"):
+        ml.fit("mixed weight week [fw=w] || id:, dfmethod(residual)", data=weighted_pig)

@@ -22,9 +22,12 @@ def _spec(text: str, command: str, reml: bool | None, options: dict[str, Any]) -
     spec = parse(text, command=command)
     if spec.command != command and command != "mixed":
         raise SpecError(f"'{spec.command}' given to {command}()", text)
-    unknown = set(options) - set(REPORTING) - {"optimizer"}
+    unknown = set(options) - set(REPORTING) - {"optimizer", "weights"}
     if unknown:
         raise TypeError(f"unknown keyword argument(s): {', '.join(sorted(unknown))}")
+    if "weights" in options:  # lme4-style weights= : level-1 frequency weights (not lme4's precision weights)
+        options = dict(options)
+        options["weight"] = ("fw", options.pop("weights"))
     spec = spec.with_options(**options)
     if reml is not None:
         from dataclasses import replace

@@ -57,6 +57,8 @@ def build(spec, frame: pd.DataFrame, top_refs: np.ndarray | None, top_label: str
         return None
     if spec.method == "reml":
         raise DataError("weights are not allowed with reml, as in Stata")
+    if spec.options.get("dfmethod"):
+        raise DataError("weights are not allowed with dfmethod(), as in Stata")
     kinds = {level1[0]} if level1 else set()
     kinds |= {"fw" if k == "fweight" else "pw" for opts in levels.values() for k in opts}
     if len(kinds) > 1:
