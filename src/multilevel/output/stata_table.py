@@ -20,11 +20,11 @@ def abbreviate(name: str, width: int) -> str:
 
 def _right(label: str, text: str) -> str:
     """A header line with ``label`` at column 49 and ``=`` at column 67."""
-    return f"{'':48}{label:<18}={text:>11}"
+    return f"{'':48}{label:<18}= {text:>10}"
 
 
 def _pair(left: str, label: str, text: str) -> str:
-    return f"{left:<48}{label:<18}={text:>11}"
+    return f"{left:<48}{label:<18}= {text:>10}"
 
 
 def header(res) -> list[str]:
