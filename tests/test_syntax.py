@@ -72,3 +72,16 @@ def test_repeated_level_is_block_diagonal(pig):
     a = ml.fit("mixed weight week || id: week, nocons || id:", data=pig)
     b = ml.fit("mixed weight week || id: week", data=pig)
     assert a.loglik == pytest.approx(b.loglik, abs=1e-6)
+
+
+def test_factor_variables_in_random_slopes():
+    d = load_data("sleepstudy.csv")
+    d = d.assign(late=(d.Days >= 5).astype(int) + (d.Days >= 8).astype(int))
+    a = ml.fit("mixed Reaction Days || Subject: i.late, cov(un)", data=d)
+    manual = d.assign(l1=(d.late == 1).astype(float), l2=(d.late == 2).astype(float))
+    b = ml.fit("mixed Reaction Days || Subject: l1 l2, cov(un)", data=manual)
+    assert a.equations[0].names == ("1.late", "2.late", "_cons")
+    assert a.loglik == pytest.approx(b.loglik, abs=1e-6)
+    c = ml.fit("mixed Reaction Days || Subject: ib2.late, cov(un)", data=d)
+    assert c.equations[0].names == ("0.late", "1.late", "_cons")
+    assert c.loglik == pytest.approx(a.loglik, abs=1e-5)  # a reparametrization of the same model

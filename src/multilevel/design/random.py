@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from ..spec.errors import DataError
+from ..spec.factor import level_label
 from ..spec.model import ReLevel
 
 
@@ -62,7 +63,7 @@ def variables(levels: tuple[ReLevel, ...]) -> list[str]:
     out: list[str] = []
     for lvl in levels:
         out.extend(lvl.group)
-        out.extend(t[2:] if t.startswith("R.") else t for t in lvl.terms)
+        out.extend(t.split(".", 1)[1] if "." in t else t for t in lvl.terms)
     return list(dict.fromkeys(out))
 
 
@@ -81,16 +82,35 @@ def build(levels: tuple[ReLevel, ...], frame: pd.DataFrame) -> list[ReEquation]:
             out.append(ReEquation(i, lvl.name, (var,), refs, groups, np.ones((n, 1)),
                                   (lvl.terms[0],), lvl.covariance))
             continue
-        for var in lvl.terms:
-            if not pd.api.types.is_numeric_dtype(frame[var]):
-                raise DataError(f"random slope '{var}' is not numeric")
-        cols = [frame[v].to_numpy(dtype=float) for v in lvl.terms]
+        names, cols = [], []
+        for term in lvl.terms:
+            for name, values in _term_columns(frame, term):
+                names.append(name)
+                cols.append(values)
         if lvl.constant:
+            names.append("_cons")
             cols.append(np.ones(n))
         refs, groups = group_codes(frame, lvl.group)
         out.append(ReEquation(i, lvl.name, lvl.group, refs, groups, np.column_stack(cols),
-                              lvl.term_names, lvl.covariance))
+                              tuple(names), lvl.covariance))
     return out
+
+
+def _term_columns(frame: pd.DataFrame, term: str) -> list[tuple[str, np.ndarray]]:
+    """Columns of a random-effects term: a numeric variable, or the indicators of a factor
+    variable's levels except the base (``i.x``: the lowest level; ``ib#.x``: level #), named
+    as Stata names them (``2.x``)."""
+    if "." not in term:
+        if not pd.api.types.is_numeric_dtype(frame[term]):
+            raise DataError(f"random slope '{term}' is not numeric; use i.{term} for a factor")
+        return [(term, frame[term].to_numpy(dtype=float))]
+    prefix, var = term.split(".", 1)
+    values = frame[var].to_numpy()
+    levels = np.unique(values)
+    base = levels[0] if prefix == "i" else type(levels[0])(float(prefix[2:].strip("()")))
+    if base not in levels:
+        raise DataError(f"base level {base} of '{term}' does not occur in the data")
+    return [(f"{level_label(str(lv))}.{var}", (values == lv).astype(float)) for lv in levels if lv != base]
 
 
 def group_codes(frame: pd.DataFrame, key: tuple[str, ...]) -> tuple[np.ndarray, tuple]:

@@ -159,10 +159,13 @@ def _parse_level(segment: str, path: tuple[str, ...], text: str, offset: int):
 
 
 def _re_term(token: str, text: str) -> str:
+    """A random-effects term: ``x``/``c.x``, ``R.x`` (in ``_all:``), or a factor ``i.x``/``ib#.x``."""
     low = token
     if low.startswith("c."):
         low = low[2:]
-    if low.startswith("R."):
+    if re.match(r"^(i|ib\d+|ib\(\d+\))\.", low):
+        name = low.split(".", 1)[1]
+    elif low.startswith("R."):
         name = low[2:]
     else:
         name = low
