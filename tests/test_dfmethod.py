@@ -94,3 +94,12 @@ def test_reference_f_tests(ref_fits, case):
         assert got["ndf"] == ref["ndf"]
         assert got["F"] == pytest.approx(ref["F"], rel=1e-4), ref["stata"]
         assert got["ddf"] == pytest.approx(ref["ddf"], rel=1e-4), ref["stata"]
+
+
+def test_dftable_layouts():
+    res = ml.fit("mixed yield nitro || block: || variety:, reml dfmethod(kroger)", data=load_data("oats.csv"))
+    pvalue = res.table(dftable="pvalue")
+    assert "       yield | Coefficient  Std. err.       DF        t    P>|t|" in pvalue
+    assert "       nitro |   73.66667    6.78148    53.00    10.86    0.000" in pvalue
+    ci = res.table(dftable="ci")
+    assert "DF     [95% conf. interval]" in ci and "     5.98     " in ci

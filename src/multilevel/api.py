@@ -15,7 +15,7 @@ GLMM_COMMANDS = ("meglm", "melogit", "meprobit", "mecloglog", "mepoisson", "menb
 
 # keyword arguments that are Stata reporting options
 REPORTING = ("level", "variance", "stddeviations", "noretable", "nofetable", "noheader", "nogroup",
-             "nolog", "nolrtest", "log", "dfmethod", "residuals", "vce")
+             "nolog", "nolrtest", "log", "dfmethod", "dftable", "residuals", "vce")
 
 
 def _spec(text: str, command: str, reml: bool | None, options: dict[str, Any]) -> ModelSpec:

@@ -83,13 +83,33 @@ def _group_levels(res) -> list[tuple[str, int, tuple[int, float, int]]]:
     return out
 
 
-def coefficient_table(res) -> list[str]:
-    fe = res.fixed_effects
+def _columns(res, dftable: str) -> tuple[str, object]:
+    """Header text and row formatter of the coefficient table's columns after Std. err.
+
+    ``dftable()`` (with ``dfmethod()``): ``default`` t, P>|t| and the CI; ``ci`` the DF and the
+    CI; ``pvalue`` the DF, t and P>|t|.
+    """
     lvl = f"{res.level:g}"
-    stat = "t    P>|t|" if res.df is not None else "z    P>|z|"
+    ci_head = f"[{lvl}% conf. interval]"
+    if res.df is None:
+        return (f"     z    P>|z|     {ci_head}",
+                lambda r: f"{fmt_f(r.z, 9, 2)}{fmt_f(r.p, 8, 3)}    {fmt_g(r.ci_lower)}   {fmt_g(r.ci_upper)}")
+    if dftable == "ci":
+        return (f"      DF     {ci_head}",
+                lambda r: f"{fmt_f(r.df, 9, 2)}    {fmt_g(r.ci_lower)}   {fmt_g(r.ci_upper)}")
+    if dftable == "pvalue":
+        return ("      DF        t    P>|t|",
+                lambda r: f"{fmt_f(r.df, 9, 2)}{fmt_f(r.t, 9, 2)}{fmt_f(r.p, 9, 3)}")
+    return (f"     t    P>|t|     {ci_head}",
+            lambda r: f"{fmt_f(r.t, 9, 2)}{fmt_f(r.p, 8, 3)}    {fmt_g(r.ci_lower)}   {fmt_g(r.ci_upper)}")
+
+
+def coefficient_table(res, dftable: str = "default") -> list[str]:
+    fe = res.fixed_effects
+    head, row_text = _columns(res, str(dftable or "default").strip().lower())
     se_label = "std. err." if res.vce else "Std. err."
-    lines = [LINE, f"{abbreviate(res.depvar, 12):>12} | Coefficient  {se_label}      {stat}     "
-             f"[{lvl}% conf. interval]", "-" * 13 + "+" + "-" * 64]
+    lines = [LINE, f"{abbreviate(res.depvar, 12):>12} | Coefficient  {se_label} {head}",
+             "-" * 13 + "+" + "-" * 64]
     if res.vce:
         n, var = res.clusters
         note = f"(Std. err. adjusted for {n:,} clusters in {var})"
@@ -103,9 +123,7 @@ def coefficient_table(res) -> list[str]:
             lines.append(f"{abbreviate(group, 12):>12} |")
         previous_group = group
         text = f"{label:>11}  |" if group else f"{abbreviate(label, 12):>12} |"
-        stat = row.t if res.df is not None else row.z
-        lines.append(text + f"  {fmt_g(row.estimate)}  {fmt_g(row.se)}{fmt_f(stat, 9, 2)}"
-                            f"{fmt_f(row.p, 8, 3)}    {fmt_g(row.ci_lower)}   {fmt_g(row.ci_upper)}")
+        lines.append(text + f"  {fmt_g(row.estimate)}  {fmt_g(row.se)}" + row_text(row))
     for name in res.fixed.omitted:
         lines.append(f"{abbreviate(name, 12):>12} |          0  (omitted)")
     lines.append(LINE)
@@ -156,13 +174,13 @@ def lr_line(res) -> list[str]:
 
 
 def render(res, stddeviations: bool = False, noheader: bool = False, nofetable: bool = False,
-           noretable: bool = False, **_ignored) -> str:
+           noretable: bool = False, dftable: str = "default", **_ignored) -> str:
     """The whole Stata output as one string."""
     out: list[str] = []
     if not noheader:
         out += header(res) + [""]
     if not nofetable:
-        out += coefficient_table(res) + [""]
+        out += coefficient_table(res, dftable) + [""]
     if not noretable:
         out += random_table(res, bool(stddeviations))
     if res.lr.df and not res.options.get("nolrtest") and not res.vce:

@@ -42,6 +42,7 @@ _ABBREV = {
     "emiterate": "emiter",
     "noestimate": "noestimate",
     "pwscale": "pwscale",
+    "dftable": "dftable",
     "dispersion": "disp",
     "startvalues": "startv",
 }
