@@ -47,6 +47,8 @@ def tri_inverse(L: np.ndarray) -> np.ndarray:
 def right_multiply(A: np.ndarray, T: np.ndarray) -> np.ndarray:
     """(A_{·g} T_g) for A (m, G, k) and T (G, k, k), by k² vector operations."""
     m, G, k = A.shape
+    if k == 1:
+        return A * T[:, 0, 0][None, :, None]
     out = np.zeros_like(A)
     for j in range(k):
         for l in range(k):

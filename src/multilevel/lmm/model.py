@@ -227,7 +227,8 @@ class LinearMixedModel:
         else:
             L21Z, A22, C = None, self.A22, L21D @ L21D.T
         M22 = A22 - C
-        M22[self._rest_diag, self._rest_diag] += 1.0
+        if self.q_rest:
+            M22[self._rest_diag, self._rest_diag] += 1.0
         L22, info = dpotrf(M22, lower=1, clean=1, overwrite_a=1)
         if info:
             raise np.linalg.LinAlgError("the penalized system is not positive definite")
