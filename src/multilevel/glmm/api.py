@@ -46,6 +46,7 @@ def fit_spec(spec: ModelSpec, data: pd.DataFrame):
     opts = dict(spec.options)
     fam_name, link, trials_arg = _family(spec.command, opts)
     method, points = _integration(opts)
+    _check_startvalues(opts)
     if fam_name == "ordinal" and spec.constant:
         spec = replace(spec, constant=False)    # cut points take the place of the constant
     extra_vars = [v for v in (trials_arg, opts.get("exposure"), opts.get("offset"))
@@ -66,10 +67,13 @@ def fit_spec(spec: ModelSpec, data: pd.DataFrame):
     family.check(y, spec.command)
     _check_levels(design, method, points)
     title = f"Mixed-effects {TITLES[spec.command]} regression" if spec.command in TITLES else "Mixed-effects GLM"
-    return fit(design, family, y, _offset(frame, opts, spec.command), method=method, points=points,
-               title=title, lr_label=_LR.get((family.name, family.link), family.name) + " model",
-               backend=opts.pop("optimizer", "nlopt"), level=float(opts.get("level", 95.0)),
-               options=opts, command=spec.command)
+    offset = _offset(frame, opts, spec.command)
+    res = fit(design, family, y, offset, method=method, points=points,
+              title=title, lr_label=_LR.get((family.name, family.link), family.name) + " model",
+              backend=opts.pop("optimizer", "nlopt"), level=float(opts.get("level", 95.0)),
+              options=opts, command=spec.command)
+    res._remember_inputs(family, y, offset)
+    return res
 
 
 def _family(command: str, opts: dict[str, Any]) -> tuple[str, str, Any]:
@@ -124,6 +128,20 @@ def _integration(opts: dict[str, Any]) -> tuple[str, int]:
     if method == "laplace":
         points = 1
     return method, points
+
+
+def _check_startvalues(opts: dict[str, Any]) -> None:
+    """Only Stata's default ``startvalues(fixedonly)`` is implemented: refuse the others
+    rather than ignore them."""
+    sv = opts.get("startvalues")
+    if sv in (None, True):
+        return
+    word = str(sv).split()[0].lower() if str(sv).split() else ""
+    if "fixedonly".startswith(word) and len(word) >= 3:
+        return
+    raise SpecError(f"startvalues({sv}) is not available; the fit always starts as Stata's default "
+                    "startvalues(fixedonly) (the model without random effects, then the variances by "
+                    "Laplace). Drop the option, or use intmethod(laplace) for a quick fit to compare")
 
 
 def _check_levels(design, method: str, points: int) -> None:

@@ -162,5 +162,42 @@ class GLMMResults:
     def __str__(self) -> str:
         return self.table()
 
+    def _repr_html_(self) -> str:
+        from ..output.glmm_html import render_html
+
+        return render_html(self, **{**self.options})
+
+    def iteration_log(self) -> str:
+        """Stata-style iteration log (``Iteration k:  log likelihood = ...``) of the fit."""
+        from ..output.glmm_iterlog import iteration_log
+
+        return iteration_log(self)
+
+    # --- postestimation (thin wrappers over multilevel.postestimation) --------------------
+    def predict(self, kind: str = "mu", data: pd.DataFrame | None = None, **options: Any):
+        """Stata's ``predict``: ``mu pr eta xb stdp pearson deviance anscombe reffects reses``;
+        ``conditional="ebmeans"|"ebmodes"|"fixedonly"``, ``marginal=True``, ``outcome=``."""
+        from ..postestimation.glmm_predict import predict
+
+        return predict(self, kind, data, **options)
+
+    def estat(self, subcommand: str, **options: Any):
+        """Stata's ``estat``: ``icc group sd ic``."""
+        from ..postestimation.glmm_estat import estat
+
+        return estat(self, subcommand, **options)
+
+    def random_effects_table(self, conditional: str = "ebmeans", intpoints: int | None = None) -> pd.DataFrame:
+        """One row per (level, group, term): predicted random effect and its posterior SD."""
+        from ..postestimation.glmm_predict import random_effects_table
+
+        return random_effects_table(self, conditional, intpoints)
+
+    def _remember_inputs(self, family, y: np.ndarray, offset: np.ndarray) -> None:
+        """Keep the family object, coded response and offset for postestimation (not a field)."""
+        from ..postestimation.glmm_state import remember
+
+        remember(self, family, y, offset)
+
     def __repr__(self) -> str:
         return f"<GLMMResults {self.title}: {self.depvar}, N={self.nobs}, log likelihood={self.loglik:.8g}>"
