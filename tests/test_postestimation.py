@@ -210,7 +210,9 @@ def test_icc_pig_is_the_variance_ratio_with_delta_method_ci(fits):
     assert (out.lower[0], out.upper[0]) == pytest.approx((ref["lower"], ref["upper"]), rel=1e-5)
     assert out.levels == ("id",)
     text = str(out)
-    assert "Intraclass correlation" in text and f"{out.icc[0]:.7f}"[1:] in text
+    from multilevel.output.stata_fmt import fmt_g
+
+    assert "Intraclass correlation" in text and fmt_g(out.icc[0]).strip() in text
 
 
 def test_icc_nested_levels_are_conditional_on_higher_levels(fits):

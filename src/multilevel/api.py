@@ -71,7 +71,7 @@ def _fit_spec(spec: ModelSpec, data: pd.DataFrame):
     design = _design.build(spec, data)
     _check_design(design)
     opts = dict(spec.options)
-    res = fit_lmm(design, reml=spec.method == "reml", backend=opts.pop("optimizer", "nlopt"),
+    res = fit_lmm(design, reml=spec.method == "reml", backend=opts.pop("optimizer", "auto"),
                   level=float(opts.get("level", 95.0)), options=opts)
     from .inference.robust import needs_robust
 
@@ -106,7 +106,7 @@ def _fit_streamed(spec: ModelSpec, ddf):
     model = LinearMixedModel(design, reml=spec.method == "reml", statistics=stats)
     opts = dict(spec.options)
     opts.pop("optimizer", None)
-    return results_at(model, optimize(model, spec.options.get("optimizer", "nlopt")),
+    return results_at(model, optimize(model, spec.options.get("optimizer", "auto")),
                       float(opts.get("level", 95.0)), opts)
 
 

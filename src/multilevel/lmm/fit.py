@@ -9,17 +9,39 @@ from ..design import Design
 from ..inference.information import delta_vcov, natural_fit
 from ..inference.results import EquationResult, FixedEffects, MixedResults
 from ..inference.tests import lr_vs_linear, ols_loglik, wald_fixed
-from ..optimize import OptSummary, minimize
+from ..optimize import OptSummary, minimize, minimize_with_gradient
+from . import gradient
 from .model import LinearMixedModel, equation_blocks
 
 
-def optimize(model: LinearMixedModel, backend: str = "nlopt") -> OptSummary:
-    """Minimize the profiled deviance over θ (JSS §3.6)."""
+def optimize(model: LinearMixedModel, backend: str = "auto") -> OptSummary:
+    """Minimize the profiled deviance over θ (JSS §3.6).
+
+    ``auto``: L-BFGS-B on the analytic gradient where it is available (one random-effects
+    term), finished by BOBYQA if it stops short; otherwise BOBYQA (``nlopt``).
+    """
     lower, upper = model.theta_bounds()
-    return minimize(model.objective, model.theta_start(), lower, upper, backend=backend)
+    if backend == "auto" and gradient.available(model):
+        opt = minimize_with_gradient(lambda th: _value_and_gradient(model, th), model.theta_start(), lower, upper)
+        if opt.converged:
+            return opt
+        polish = minimize(model.objective, opt.final, lower, upper, backend="nlopt")
+        polish.fitlog[:0] = opt.fitlog
+        polish.n_evals = len(polish.fitlog)
+        return polish
+    return minimize(model.objective, model.theta_start(), lower, upper,
+                    backend="nlopt" if backend == "auto" else backend)
 
 
-def fit(design: Design, reml: bool = False, backend: str = "nlopt", level: float = 95.0,
+def _value_and_gradient(model: LinearMixedModel, theta: np.ndarray) -> tuple[float, np.ndarray]:
+    try:
+        f = model.factor(theta)
+    except np.linalg.LinAlgError:
+        return np.inf, np.zeros_like(theta)
+    return model.deviance(f), gradient.deviance_gradient(model, f)
+
+
+def fit(design: Design, reml: bool = False, backend: str = "auto", level: float = 95.0,
         options: dict | None = None) -> MixedResults:
     """Fit ``design`` by ML or REML and return frozen :class:`MixedResults`."""
     model = LinearMixedModel(design, reml=reml)

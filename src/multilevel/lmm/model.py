@@ -310,24 +310,32 @@ class LinearMixedModel:
         Back-substitution in Lᵀ [u; β] = ℓ, where ℓ is the last row of L
         (JSS §3.5), then b = Λu.
         """
-        L22 = f.L22
-        x2 = _tri_solve(L22[:-1, :-1], L22[-1, :-1], transpose=True)
+        x2, u1 = self.spherical(f)
         beta = self._C @ x2[self.q_rest:]
         if "_cons" in self.design.fixed.names:
             beta[self.design.fixed.names.index("_cons")] += self._y_shift
         if not self.terms:
             return beta, []
-        rhs1 = f.L21D[-1] - f.L21D[:-1].T @ x2[self.q_rest:]
-        if f.L21Z is not None:
-            rhs1 = rhs1 - f.L21Z.T @ x2[:self.q_rest]
-        G, k, _ = f.L11.shape
-        u1 = np.linalg.solve(f.L11.transpose(0, 2, 1), rhs1.reshape(G, k, 1))[..., 0]
         lams = self.lambdas(f.theta)
         b = [u1 @ lams[0].T]
         for t, lam, off in zip(self.terms[1:], lams[1:], self._rest_offsets):
             u = x2[off.start:off.stop].reshape(t.n_groups, t.k)
             b.append(u @ lam.T)
         return beta, b
+
+    def spherical(self, f: Factor) -> tuple[np.ndarray, np.ndarray | None]:
+        """Solution of Lᵀ [u; β] = ℓ in the model's own (centred) coordinates:
+        (the other terms' u and β, stacked) and the first term's u as (G, k)."""
+        L22 = f.L22
+        x2 = _tri_solve(L22[:-1, :-1], L22[-1, :-1], transpose=True)
+        if not self.terms:
+            return x2, None
+        rhs1 = f.L21D[-1] - f.L21D[:-1].T @ x2[self.q_rest:]
+        if f.L21Z is not None:
+            rhs1 = rhs1 - f.L21Z.T @ x2[:self.q_rest]
+        G, k, _ = f.L11.shape
+        u1 = np.linalg.solve(f.L11.transpose(0, 2, 1), rhs1.reshape(G, k, 1))[..., 0]
+        return x2, u1
 
     def vcov_beta(self, f: Factor, sigma2: float) -> np.ndarray:
         """Var(β̂) = σ² (R_X R_Xᵀ)⁻¹ = (Xᵀ V⁻¹ X)⁻¹."""

@@ -1,5 +1,5 @@
 """Optimizer backends and the record of an optimization."""
-from .backends import BACKENDS, minimize
+from .backends import BACKENDS, minimize, minimize_with_gradient
 from .optsummary import OptSummary
 
-__all__ = ["BACKENDS", "OptSummary", "minimize"]
+__all__ = ["BACKENDS", "OptSummary", "minimize", "minimize_with_gradient"]

@@ -58,6 +58,37 @@ def _scipy(f: Objective, x0: np.ndarray, lower: np.ndarray, upper: np.ndarray, s
     summary.final = np.asarray(res.x)
 
 
+def minimize_with_gradient(fg, x0: np.ndarray, lower: np.ndarray, upper: np.ndarray,
+                           max_evals: int = 2000) -> OptSummary:
+    """L-BFGS-B on an objective that returns (value, gradient); every evaluation is logged."""
+    from scipy.optimize import minimize as sp_minimize
+
+    summary = OptSummary(backend="lbfgs", initial=np.array(x0, dtype=float))
+
+    def wrapped(x: np.ndarray):
+        value, grad = fg(np.array(x, dtype=float))
+        summary.fitlog.append((np.array(x, dtype=float), float(value)))
+        if not np.isfinite(value):
+            return 1e300, np.zeros_like(x)
+        return value, grad
+
+    bounds = [(lo, hi if np.isfinite(hi) else None) for lo, hi in zip(lower, upper)]
+    res = sp_minimize(wrapped, np.clip(x0, lower, upper), jac=True, method="L-BFGS-B", bounds=bounds,
+                      options={"ftol": 1e-15, "gtol": 1e-9, "maxfun": max_evals, "maxcor": 20})
+    summary.return_code = str(res.message)
+    summary.converged = bool(res.success)
+    return _finish(summary, lower)
+
+
+def _finish(summary: OptSummary, lower: np.ndarray) -> OptSummary:
+    """Best logged point, evaluation count and the parameters at a lower bound of 0."""
+    summary.n_evals = len(summary.fitlog)
+    best = min(summary.fitlog, key=lambda e: e[1])
+    summary.final, summary.fmin = best[0], best[1]
+    summary.boundary = tuple(int(i) for i in np.flatnonzero((np.asarray(lower) == 0) & (summary.final <= 1e-8)))
+    return summary
+
+
 BACKENDS = {"nlopt": _nlopt, "scipy": _scipy}
 
 
@@ -69,8 +100,4 @@ def minimize(f: Objective, x0: np.ndarray, lower: np.ndarray, upper: np.ndarray,
     summary = OptSummary(backend=backend, initial=np.array(x0, dtype=float))
     BACKENDS[backend](f, np.asarray(x0, dtype=float), np.asarray(lower, dtype=float),
                       np.asarray(upper, dtype=float), summary, ftol_rel, xtol_rel, max_evals)
-    summary.n_evals = len(summary.fitlog)
-    best = min(summary.fitlog, key=lambda e: e[1])
-    summary.final, summary.fmin = best[0], best[1]
-    summary.boundary = tuple(int(i) for i in np.flatnonzero((np.asarray(lower) == 0) & (summary.final <= 1e-8)))
-    return summary
+    return _finish(summary, np.asarray(lower))
