@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
-from ..inference.results import EquationResult, FixedEffects
+from ..inference.results import EquationResult, FitSummary, FixedEffects
 from ..inference.tests import TestResult
 from ..optimize import OptSummary
 
@@ -23,7 +23,7 @@ class Ancillary:
 
 
 @dataclass(frozen=True)
-class GLMMResults:
+class GLMMResults(FitSummary):
     """Everything a fitted GLMM reports; immutable.
 
     ``str(res)`` gives Stata's table and ``res.to_dict()`` the layout of the
@@ -59,19 +59,7 @@ class GLMMResults:
     command: str = "meglm"
     method: str = "ml"
 
-    # --- summaries ---------------------------------------------------------------------
-    @property
-    def aic(self) -> float:
-        return -2 * self.loglik + 2 * self.k
-
-    @property
-    def bic(self) -> float:
-        return -2 * self.loglik + self.k * np.log(self.nobs)
-
-    @property
-    def converged(self) -> bool:
-        return self.optsummary.converged
-
+    # --- summaries: aic, bic, converged from FitSummary ----------------------------------
     @property
     def residual_var(self) -> float | None:
         """σ²_e for family(gaussian); None otherwise."""

@@ -55,8 +55,26 @@ class EquationResult:
         return len(self.groups)
 
 
+class FitSummary:
+    """Information criteria and convergence, shared by every results class
+    (needs ``loglik``, ``k``, ``nobs`` and ``optsummary``).  AIC = −2ℓ + 2k,
+    BIC = −2ℓ + k ln N with N the number of observations (Stata's convention)."""
+
+    @property
+    def aic(self) -> float:
+        return -2 * self.loglik + 2 * self.k
+
+    @property
+    def bic(self) -> float:
+        return -2 * self.loglik + self.k * np.log(self.nobs)
+
+    @property
+    def converged(self) -> bool:
+        return self.optsummary.converged
+
+
 @dataclass(frozen=True)
-class MixedResults:
+class MixedResults(FitSummary):
     """Everything a fitted mixed model reports; immutable.
 
     ``str(res)`` gives Stata's table, ``res._repr_html_()`` the same table in
@@ -93,19 +111,7 @@ class MixedResults:
     vce: str = ""                 # "" (observed information) or "Robust"
     clusters: tuple = ()          # (number of clusters, cluster variable) for a robust vce
 
-    # --- summaries ---------------------------------------------------------------
-    @property
-    def aic(self) -> float:
-        return -2 * self.loglik + 2 * self.k
-
-    @property
-    def bic(self) -> float:
-        return -2 * self.loglik + self.k * np.log(self.nobs)
-
-    @property
-    def converged(self) -> bool:
-        return self.optsummary.converged
-
+    # --- summaries: aic, bic, converged from FitSummary ------------------------------
     @property
     def fixed_effects(self) -> pd.DataFrame:
         """Coefficient table: estimate, SE, z, P>|z| and the CI at ``level``."""
