@@ -12,7 +12,7 @@ from scipy import special
 
 from .rows import equation_rows
 from .stata_fmt import fmt_f, fmt_g
-from .stata_table import LINE, _factor_parts, _group_levels, _pair, _right, abbreviate
+from .stata_table import LINE, _factor_parts, _group_levels, _pair, _right, abbreviate, lr_line
 
 SEP = "-" * 13 + "+" + "-" * 64
 EFORM = {"or": "Odds ratio", "irr": "IRR", "eform": "exp(b)"}
@@ -112,16 +112,6 @@ def random_rows(res, stddev: bool) -> list[str]:
     return lines + [LINE]
 
 
-def lr_line(res) -> list[str]:
-    lr = res.lr
-    if lr.kind == "chibar2":
-        left = f"LR test vs. {res.lr_label}: chibar2(01) = {lr.stat:.2f}"
-        return [f"{left:<54}Prob >= chibar2 = {lr.pvalue:.4f}"]
-    left = f"LR test vs. {res.lr_label}: chi2({lr.df}) = {lr.stat:.2f}"
-    return [f"{left:<54}Prob > chi2 = {lr.pvalue:.4f}", "",
-            "Note: LR test is conservative and provided only for reference."]
-
-
 def render(res, stddeviations: bool = False, noheader: bool = False, nofetable: bool = False,
            noretable: bool = False, **options) -> str:
     """The whole Stata output as one string."""
@@ -142,7 +132,7 @@ def render(res, stddeviations: bool = False, noheader: bool = False, nofetable: 
         out += [f"Note: Estimates are transformed only in the first equation to {what[0]}.",
                 f"Note: _cons estimates baseline {what[1]} (conditional on zero random effects)."]
     if res.lr.df and not options.get("nolrtest"):
-        out += lr_line(res)
+        out += lr_line(res, res.lr_label)
     for note in res.warnings:
         out += ["", f"Note: {note}"]
     return "\n".join(out).rstrip("\n") + "\n"

@@ -163,12 +163,13 @@ def _random_line(r) -> str:
             f"     {fmt_g(r.lower)}   {fmt_g(r.upper)}")
 
 
-def lr_line(res) -> list[str]:
+def lr_line(res, against: str = "linear model") -> list[str]:
+    """``LR test vs. <against>: chibar2(01) = ...`` (or chi2(k) with Stata's note)."""
     lr = res.lr
     if lr.kind == "chibar2":
-        left = f"LR test vs. linear model: chibar2(01) = {lr.stat:.2f}"
+        left = f"LR test vs. {against}: chibar2(01) = {lr.stat:.2f}"
         return [f"{left:<54}Prob >= chibar2 = {lr.pvalue:.4f}"]
-    left = f"LR test vs. linear model: chi2({lr.df}) = {lr.stat:.2f}"
+    left = f"LR test vs. {against}: chi2({lr.df}) = {lr.stat:.2f}"
     return [f"{left:<54}Prob > chi2 = {lr.pvalue:.4f}", "",
             "Note: LR test is conservative and provided only for reference."]
 
