@@ -123,3 +123,13 @@ def test_optimizer_backends_agree(pig):
     assert a.loglik == pytest.approx(b.loglik, abs=1e-6)
     with pytest.raises(ValueError, match="unknown optimizer backend"):
         ml.mixed("weight week || id:", data=pig, optimizer="nope")
+
+
+def test_near_zero_variance_is_snapped_to_the_boundary(pig):
+    """With AR(1) residuals the pig random intercept goes to 0: reported as exactly 0,
+    and the likelihood is that of the marginal AR(1) model without the random intercept."""
+    with pytest.warns(RuntimeWarning, match="boundary"):
+        res = ml.fit("mixed weight week || id:, residuals(ar 1, t(week))", data=pig)
+    assert res.equations[0].cov[0, 0] == 0.0
+    marginal = ml.fit("mixed weight week || id:, noconstant residuals(ar 1, t(week))", data=pig)
+    assert res.loglik == pytest.approx(marginal.loglik, abs=1e-6)

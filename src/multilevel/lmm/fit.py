@@ -23,14 +23,32 @@ def optimize(model: LinearMixedModel, backend: str = "auto") -> OptSummary:
     lower, upper = model.theta_bounds()
     if backend == "auto" and gradient.available(model):
         opt = minimize_with_gradient(lambda th: _value_and_gradient(model, th), model.theta_start(), lower, upper)
-        if opt.converged:
-            return opt
-        polish = minimize(model.objective, opt.final, lower, upper, backend="nlopt")
-        polish.fitlog[:0] = opt.fitlog
-        polish.n_evals = len(polish.fitlog)
-        return polish
-    return minimize(model.objective, model.theta_start(), lower, upper,
-                    backend="nlopt" if backend == "auto" else backend)
+        if not opt.converged:
+            polish = minimize(model.objective, opt.final, lower, upper, backend="nlopt")
+            polish.fitlog[:0] = opt.fitlog
+            opt = polish
+    else:
+        opt = minimize(model.objective, model.theta_start(), lower, upper,
+                       backend="nlopt" if backend == "auto" else backend)
+    return snap_to_boundary(model, opt, lower)
+
+
+def snap_to_boundary(model: LinearMixedModel, opt: OptSummary, lower: np.ndarray) -> OptSummary:
+    """Set near-zero scale parameters to exactly 0 when the deviance does not get worse
+    (as MixedModels.jl's ``fit!``); the change is logged in the fitlog."""
+    theta = opt.final.copy()
+    scale = max(1.0, float(np.max(np.abs(theta)))) if len(theta) else 1.0
+    for i in np.flatnonzero((lower == 0) & (theta > 0) & (theta < 1e-4 * scale)):
+        trial = theta.copy()
+        trial[i] = 0.0
+        value = model.objective(trial)
+        opt.fitlog.append((trial, value))
+        if value <= opt.fmin + 1e-10 * (1 + abs(opt.fmin)):
+            theta, opt.fmin = trial, min(value, opt.fmin)
+    opt.final = theta
+    opt.n_evals = len(opt.fitlog)
+    opt.boundary = tuple(int(i) for i in np.flatnonzero((lower == 0) & (theta == 0)))
+    return opt
 
 
 def _value_and_gradient(model: LinearMixedModel, theta: np.ndarray) -> tuple[float, np.ndarray]:
@@ -150,7 +168,7 @@ def _se(vcov: np.ndarray, free: np.ndarray, i: int) -> float:
     if not free[i]:
         return np.nan
     j = int(np.flatnonzero(free).tolist().index(i))
-    return float(np.sqrt(vcov[j, j]))
+    return float(np.sqrt(vcov[j, j])) if vcov[j, j] >= 0 else np.nan
 
 
 def _equations(model, theta, sigma2, nat, blups) -> tuple[EquationResult, ...]:
