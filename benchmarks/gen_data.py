@@ -22,18 +22,23 @@ B4 (``gen_b4``): the simulated two-level LMM of the shared peer kit
 
 B3 (``gen_b3``): an InstEval-sized crossed design (lme4::InstEval has
 73,421 ratings of 1,128 lecturers ``d`` by 2,972 students ``s``; lecturers
-belong to 14 departments; ``service`` = lecture held for another
-department).  Simulated, seed 20261126:
+belong to 14 departments ``dept``; ``service`` = the lecture is held for
+another department).  Simulated, seed 20261126, with InstEval's block
+structure (it decides the fill-in of a sparse Cholesky, so peers such as
+lme4 see a realistic problem):
 
-* every student and lecturer appears at least once; the remaining rows draw
-  students and lecturers with Zipf-like weights ``w_r = (r + 5)^-a``
-  (a = 0.5 for s, 0.9 for d) over a random permutation of the levels, so
-  a few levels are very frequent and many are rare (as in InstEval);
-* each lecturer belongs to one department (department sizes Zipf-like,
-  every department non-empty), so ``d`` is nested in ``dept``;
-* ``service`` (0/1) is per row, P(service) = p_d ~ Beta(0.6, 0.9) per
-  lecturer; every dept x service cell is non-empty (28 levels of
-  ``dept:service``);
+* each lecturer belongs to one department (sizes Zipf-like, none empty) and
+  has a popularity ``w_d`` (Zipf-like, ``(r + 5)^-0.9`` over a random order
+  of the lecturers) and a service propensity ``p_d ~ Beta(0.6, 0.9)``;
+* each student has a home department and an activity (Zipf-like,
+  ``(r + 5)^-0.5``); every student and lecturer appears at least once;
+* a rating is a service lecture with probability 0.4: then the lecture is
+  given by one of two partner departments of the student's home department
+  (probabilities 0.7 / 0.3; the first partners form a random cycle, so every
+  department gives service lectures), else by the home department; the lecturer is
+  drawn within that department with weights ``w_d p_d`` (service) or
+  ``w_d (1 - p_d)`` (home);
+* so ``d`` is nested in ``dept`` and all 28 ``dept:service`` cells occur;
 * y = 3.2 - 0.07 service + u_s + u_d + u_ds + e with sd(u_s) = 0.32,
   sd(u_d) = 0.51, sd(u_ds) = 0.09, sd(e) = 1.18 (close to the lme4 fit of
   InstEval); y is continuous (InstEval's is a 1-5 rating; this does not
@@ -54,7 +59,7 @@ import pandas as pd
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CACHE = os.environ.get("MULTILEVEL_BENCH_CACHE", os.path.join(HERE, ".cache"))
-FORMAT_VERSION = 1  # bump when a generator changes, so stale caches are not reused
+FORMAT_VERSION = 2  # bump when a generator changes, so stale caches are not reused
 
 B4_SEED = 20261124
 B3_SEED = 20261126
@@ -97,23 +102,45 @@ def _cover_then_sample(k: int, n: int, p: np.ndarray, rng: np.random.Generator) 
 
 
 def gen_b3(n: int = 73_421, n_s: int = 2_972, n_d: int = 1_128, n_dept: int = 14,
-           seed: int = B3_SEED) -> pd.DataFrame:
+           p_service: float = 0.4, seed: int = B3_SEED) -> pd.DataFrame:
     """B3: InstEval-sized crossed data, ``y ~ 1 + service + (1|s) + (1|d) + (1|dept:service)``."""
     rng = np.random.default_rng(seed)
-    s = _cover_then_sample(n_s, n, _zipf_weights(n_s, 0.5, rng), rng)
-    d = _cover_then_sample(n_d, n, _zipf_weights(n_d, 0.9, rng), rng)
-    # lecturer -> department (every department has a lecturer; sizes Zipf-like)
+    # lecturers: department (Zipf-like sizes, none empty), popularity, service propensity
     dept_of_d = _cover_then_sample(n_dept, n_d, _zipf_weights(n_dept, 1.0, rng, offset=1.0), rng)
-    dept = dept_of_d[d]
-    # service: per-row Bernoulli with a lecturer-specific probability
+    w_d = _zipf_weights(n_d, 0.9, rng)
     p_serv = rng.beta(0.6, 0.9, size=n_d)
-    service = (rng.uniform(size=n) < p_serv[d]).astype(np.int64)
-    # guarantee all dept x service cells (flip one row of each missing cell)
+    # students: home department (in proportion to its lecturers' popularity), activity
+    dept_w = np.bincount(dept_of_d, weights=w_d, minlength=n_dept)
+    home = rng.choice(n_dept, size=n_s, p=dept_w / dept_w.sum())
+    s = _cover_then_sample(n_s, n, _zipf_weights(n_s, 0.5, rng), rng)
+    # each department takes service lectures from two partner departments (0.7 / 0.3)
+    # (the first partner follows k in a random cycle, so every department gives service lectures)
+    cyc = rng.permutation(n_dept)
+    nxt = np.empty(n_dept, dtype=np.int64)
+    nxt[cyc] = np.roll(cyc, -1)
+    partners = np.array([[nxt[k], rng.choice(np.setdiff1d(np.arange(n_dept), [k, nxt[k]]))]
+                         for k in range(n_dept)])
+    service = (rng.uniform(size=n) < p_service).astype(np.int64)
+    pick2 = (rng.uniform(size=n) < 0.3).astype(np.int64)
+    dept = np.where(service == 1, partners[home[s], pick2], home[s])
+    # lecturer within the target department: popularity x (service propensity | home propensity)
+    d = np.empty(n, dtype=np.int64)
     for k in range(n_dept):
-        for sv in (0, 1):
-            if not np.any((dept == k) & (service == sv)):
-                i = np.flatnonzero(dept == k)[0]
-                service[i] = sv
+        lect = np.flatnonzero(dept_of_d == k)
+        for sv, w in ((0, w_d[lect] * (1 - p_serv[lect])), (1, w_d[lect] * p_serv[lect])):
+            rows = np.flatnonzero((dept == k) & (service == sv))
+            if len(rows) == 0:
+                raise RuntimeError(f"dept {k} service {sv} is empty; change the seed")
+            d[rows] = lect[rng.choice(len(lect), size=len(rows), p=w / w.sum())]
+    # every lecturer at least once: take over a row of the same (dept, service) cell
+    counts = np.bincount(d, minlength=n_d)
+    for j in np.flatnonzero(counts == 0):
+        sv = int(rng.uniform() < p_serv[j])
+        cand = np.flatnonzero((dept == dept_of_d[j]) & (service == sv) & (counts[d] > 1))
+        i = cand[rng.integers(len(cand))]
+        counts[d[i]] -= 1
+        d[i] = j
+        counts[j] += 1
     ds = dept * 2 + service
     u_s = rng.normal(0.0, 0.32, size=n_s)
     u_d = rng.normal(0.0, 0.51, size=n_d)

@@ -6,6 +6,7 @@ Usage (from the repository root)::
     .venv/bin/python benchmarks/profile_fit.py B4_1e6 B3          # warm fit (after one unprofiled fit)
     .venv/bin/python benchmarks/profile_fit.py B1 --cold          # the first call (lazy imports)
     .venv/bin/python benchmarks/profile_fit.py B3 --top 30 --save benchmarks/profiles
+    .venv/bin/python benchmarks/profile_fit.py B3 --lines multilevel.lmm.model:LinearMixedModel.factor
 
 For each problem it prints
 
@@ -15,7 +16,12 @@ For each problem it prints
    calls, time per call): the pipeline stages (parse, design, model setup,
    optimizer, objective, post-fit inference) show up here;
 3. the functions with the most *self* time anywhere (numpy, scipy, ...),
-   each attributed to the multilevel functions that call it.
+   each attributed to the multilevel functions that call it;
+4. with ``--lines MODULE:QUALNAME``: seconds per source line of that
+   function over one more fit (a small sys.settrace line profiler; callees
+   are charged to the calling line).  C code called through operators
+   (``@``, ``-``) or f2py LAPACK wrappers never appears in cProfile, only as
+   "self time" of the calling function; the line timer splits it up.
 
 ``--save DIR`` writes ``DIR/PROBLEM.prof`` (open with ``snakeviz`` or
 ``python -m pstats``).  cProfile adds overhead per Python call, so the
@@ -74,7 +80,78 @@ def _attribute(stats, func, amount: float, out: dict, depth: int = 0, seen=()) -
             _attribute(stats, c, share, out, depth + 1, seen + (func,))
 
 
-def profile_problem(problem: str, top: int, cold: bool, save: str | None) -> None:
+class LineTimer:
+    """Minimal line profiler (sys.settrace) for a few functions: time per source line.
+
+    Time spent in callees is charged to the calling line, so a line that calls
+    numpy/scipy shows the cost of that call.  Overhead is a few µs per traced
+    line and per Python call, negligible against the ms-scale lines of a fit.
+    """
+
+    def __init__(self, targets: list[str]):
+        import importlib
+        import inspect
+
+        self.codes = {}
+        self.source: dict = {}
+        for t in targets:
+            mod, _, qual = t.partition(":")
+            obj = importlib.import_module(mod)
+            for part in qual.split("."):
+                obj = getattr(obj, part)
+            obj = inspect.unwrap(obj)
+            self.codes[obj.__code__] = t
+            # snapshot the source now: the file may be edited while we run
+            src, first = inspect.getsourcelines(obj)
+            self.source[obj.__code__] = {first + i: ln for i, ln in enumerate(src)}
+        self.times: dict = {}
+        self.hits: dict = {}
+        self.calls: dict = {}
+
+    def _global(self, frame, event, arg):
+        if event == "call" and frame.f_code in self.codes:
+            code = frame.f_code
+            self.calls[code] = self.calls.get(code, 0) + 1
+            state = [frame.f_lineno, time.perf_counter()]
+
+            def local(frame, event, arg, code=code, state=state):
+                now = time.perf_counter()
+                key = (code, state[0])
+                self.times[key] = self.times.get(key, 0.0) + now - state[1]
+                if event == "line":
+                    self.hits[(code, frame.f_lineno)] = self.hits.get((code, frame.f_lineno), 0) + 1
+                state[0] = frame.f_lineno
+                state[1] = time.perf_counter()
+                return local
+            return local
+        return None
+
+    def run(self, fn):
+        sys.settrace(self._global)
+        try:
+            return fn()
+        finally:
+            sys.settrace(None)
+
+    def report(self, wall: float) -> None:
+        import linecache
+
+        for code, name in self.codes.items():
+            rows = [(ln, t) for (c, ln), t in self.times.items() if c is code]
+            tot = sum(t for _, t in rows)
+            print(f"\n-- line times in {name} ({self.calls.get(code, 0)} calls, {tot:.3f} s = "
+                  f"{100 * tot / wall:.1f}% of the traced fit) --")
+            print(f"{'s':>8} {'%fn':>5} {'hits':>6}  line")
+            for ln, t in sorted(rows):
+                if t < 0.001 * max(tot, 1e-9):
+                    continue
+                src = self.source[code].get(ln) or linecache.getline(code.co_filename, ln)
+                print(f"{t:8.3f} {100 * t / max(tot, 1e-12):5.1f} {self.hits.get((code, ln), 0):6d}  "
+                      f"{ln:4d} {src.strip()[:110]}")
+
+
+def profile_problem(problem: str, top: int, cold: bool, save: str | None,
+                    lines: list[str] | None = None) -> None:
     P = PROBLEMS[problem]
     dat = load_data(P["data"])
     import multilevel as ml
@@ -136,6 +213,15 @@ def profile_problem(problem: str, top: int, cold: bool, save: str | None) -> Non
             who = ", ".join(f"{c if isinstance(c, str) else _name(c)} {t:.3f}" for c, t in cl)
         print(f"{tt:8.3f} {100 * tt / total:5.1f} {nc:8d}  {_name(f)}  <- {who}")
 
+    if lines:
+        lt = LineTimer(lines)
+        gc.collect()
+        t0 = time.perf_counter()
+        lt.run(call)
+        wall = time.perf_counter() - t0
+        print(f"\n(line timing: one more fit under sys.settrace, {wall:.3f} s)")
+        lt.report(wall)
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description="cProfile a benchmark fit")
@@ -143,6 +229,9 @@ def main() -> None:
     ap.add_argument("--top", type=int, default=25)
     ap.add_argument("--cold", action="store_true", help="profile the first call (no warm-up)")
     ap.add_argument("--save", metavar="DIR", help="write DIR/PROBLEM.prof")
+    ap.add_argument("--lines", action="append", metavar="MODULE:QUALNAME",
+                    help="also time each source line of this function, e.g. "
+                    "multilevel.lmm.model:LinearMixedModel.factor (repeatable)")
     args = ap.parse_args()
     for p in args.problems:
         if p not in PROBLEMS:
@@ -150,7 +239,7 @@ def main() -> None:
     if args.cold and len(args.problems) > 1:
         raise SystemExit("--cold profiles one problem per process")
     for p in args.problems:
-        profile_problem(p, args.top, args.cold, args.save)
+        profile_problem(p, args.top, args.cold, args.save, args.lines)
 
 
 if __name__ == "__main__":

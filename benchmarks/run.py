@@ -10,6 +10,7 @@ Usage (from the repository root)::
                                                     # on demand), mixedlm if importable, lme4 if
                                                     # Rscript exists
     .venv/bin/python benchmarks/run.py --only B1,B4_1e6   # a subset; merged into the results
+    .venv/bin/python benchmarks/run.py --peers-only       # peers only, merged into the results
 
 Writes ``benchmarks/results.md`` (table) and ``benchmarks/results.json`` (raw).
 
@@ -195,7 +196,8 @@ def worker(problem: str, peer: str, reps: int, budget: float, trace: bool) -> di
     t_load = time.perf_counter()
     dat = load_data(PROBLEMS[problem]["data"])
     out = {"problem": problem, "peer": peer, "rows": int(len(dat)),
-           "load_s": time.perf_counter() - t_load}
+           "load_s": time.perf_counter() - t_load,
+           "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS", "default")}
     gc.collect()
     t0 = time.perf_counter()
     fitf = _fit_closure(problem, peer, dat)   # imports the library
@@ -266,13 +268,30 @@ def worker_main(args) -> None:
 
 
 # --------------------------------------------------------------------------- runner
+THREADS: int | None = None  # set from --threads
+
+
+def worker_env() -> dict:
+    """Environment of a worker: bytecode cached outside src/ (as an installed package has
+    its .pyc files; this machine sets PYTHONDONTWRITEBYTECODE), optional BLAS thread cap."""
+    import gen_data
+
+    env = dict(os.environ, PYTHONWARNINGS="ignore",
+               PYTHONPYCACHEPREFIX=os.path.join(gen_data.CACHE, "pycache"))
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    if THREADS:
+        for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            env[k] = str(THREADS)
+    return env
+
+
 def run_worker(problem: str, peer: str, reps: int, budget: float, timeout: float,
                trace: bool = True) -> dict:
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", problem, "--peer", peer,
            "--reps", str(reps), "--budget", str(budget)]
     if not trace:
         cmd.append("--no-trace")
-    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    env = worker_env()
     t0 = time.perf_counter()
     try:
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
@@ -383,7 +402,15 @@ def _machine() -> dict:
         pass
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else 0
     return {"cpu": cpu, "ncpu": os.cpu_count(), "mem_gib": round(mem / GiB, 1),
-            "platform": platform.platform()}
+            "platform": platform.platform(), "blas_threads": THREADS or "default",
+            "loadavg_start": _loadavg()}
+
+
+def _loadavg() -> float | None:
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
 
 
 def _verdict(pr: str, r: dict, cold: dict | None) -> str:
@@ -414,7 +441,11 @@ def write_report(doc: dict, path_md: str) -> str:
         + (" (+ uncommitted changes in src/)" if doc["git"].get("dirty_src") else "")
         + f" · {doc['machine']['cpu']} × {doc['machine']['ncpu']}, {doc['machine']['mem_gib']} GiB"
         + f" · Python {doc['versions'].get('python', '?')}, numpy {doc['versions'].get('numpy', '?')},"
-        + f" scipy {doc['versions'].get('scipy', '?')}" + (" · **--quick**" if doc.get("quick") else ""),
+        + f" scipy {doc['versions'].get('scipy', '?')}"
+        + f" · BLAS threads: {doc['machine'].get('blas_threads')}"
+        + f" · load average {doc['machine'].get('loadavg_start')} at start, "
+        + f"{doc['machine'].get('loadavg_end')} at end" + (" · **--quick**" if doc.get("quick") else "")
+        + (f" · peers run {doc['peers_date']}" if doc.get("peers_date") else ""),
         "",
         "Time = wall clock of the user-facing call (`multilevel.fit(\"mixed ...\")` / "
         "`multilevel.mixed(\"y ~ ...\")`: parse → design → optimizer → results), data already "
@@ -446,11 +477,19 @@ def write_report(doc: dict, path_md: str) -> str:
             row = [med, first, _fmt_mib(r.get("peak_rss")), _fmt_mib(r.get("traced_peak")),
                    str(r.get("n_evals", "—")), lls]
         else:
-            row = [f"{r.get('status')}: {str(r.get('error', ''))[:60]}", "", "", "", "", ""]
+            err = str(r.get("error") or "").strip().splitlines()
+            row = [f"{r.get('status')}" + (f": {err[-1][:80]}" if err else ""), "", "", "", "", ""]
         ptxt = []
         for q in peers.get(pr, []):
-            if q.get("status") == "ok" and r.get("status") == "ok":
-                ptxt.append(f"{q['peer']} {_fmt_t(q['median_s'])} ({q['median_s'] / r['median_s']:.1f}×)")
+            if q.get("status") == "ok":
+                t = f"{q['peer']} {_fmt_t(q['median_s'])}" + (" [1 fit]" if not q.get("n_warm") else "")
+                if r.get("status") == "ok":
+                    t += f" ({q['median_s'] / r['median_s']:.1f}×)"
+                if r.get("status") == "ok" and q.get("loglik") is not None and r.get("loglik") is not None:
+                    dll = q["loglik"] - r["loglik"]
+                    if abs(dll) > 1e-3:
+                        t += f" ΔLL {dll:+.2g}"
+                ptxt.append(t)
             else:
                 ptxt.append(f"{q['peer']}: {q.get('status')}")
         rows = r.get("rows") or next((q.get("rows") for q in peers.get(pr, []) if q.get("rows")), None)
@@ -479,7 +518,7 @@ def write_report(doc: dict, path_md: str) -> str:
     if extra:
         lines.append("Details: " + " · ".join(
             f"{r['problem']}: first {_fmt_t(r['first_s'])}, min–max {_fmt_t(r['min_s'])}–{_fmt_t(r['max_s'])}, "
-            f"CPU/wall {r['cpu_per_wall']:.2f}, {r.get('optimizer', '')}"
+            f"CPU/wall {r['cpu_per_wall']:.2f}, BLAS threads {r.get('blas_threads', '?')}, {r.get('optimizer', '')}"
             + ("" if r.get("converged", True) else " **not converged**") for r in extra))
         lines.append("")
     text = "\n".join(lines)
@@ -494,6 +533,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="fewer repeats, smaller budgets")
     ap.add_argument("--scale", action="store_true", help="also B4 at 10,000,000 rows")
     ap.add_argument("--peers", action="store_true", help="also statsmodels / mixedlm / lme4")
+    ap.add_argument("--peers-only", action="store_true",
+                    help="run only the peers and merge them into the existing results.json")
     ap.add_argument("--only", help="comma-separated problems (B1,B2,B3,B4_1e5,B4_1e6,B4_1e7); "
                     "results are merged into the existing results.json")
     ap.add_argument("--reps", type=int, help="override the number of fits per problem")
@@ -501,6 +542,7 @@ def main() -> None:
     ap.add_argument("--timeout", type=float, default=580.0, help="seconds per worker process")
     ap.add_argument("--cold", type=int, default=5, help="fresh processes for the B1 cold start")
     ap.add_argument("--out", default=HERE, help="directory for results.md / results.json")
+    ap.add_argument("--threads", type=int, help="cap BLAS threads in the workers (OPENBLAS_NUM_THREADS)")
     # internal: one problem in this process
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--peer", default="multilevel", help=argparse.SUPPRESS)
@@ -513,6 +555,9 @@ def main() -> None:
             args.reps = PROBLEMS[args.worker]["reps"]
         return worker_main(args)
 
+    global THREADS
+    THREADS = args.threads
+    machine = _machine()
     problems = args.only.split(",") if args.only else DEFAULT + (["B4_1e7"] if args.scale else [])
     for p in problems:
         if p not in PROBLEMS:
@@ -528,7 +573,7 @@ def main() -> None:
 
     results = []
     cold = None
-    for p in problems:
+    for p in ([] if args.peers_only else problems):
         reps = args.reps or PROBLEMS[p]["quick" if args.quick else "reps"]
         print(f"[{time.strftime('%H:%M:%S')}] {p}: multilevel, up to {reps} fits ...", file=sys.stderr, flush=True)
         r = run_worker(p, "multilevel", reps, budget, args.timeout)
@@ -538,7 +583,7 @@ def main() -> None:
             cold = cold_start(2 if args.quick else args.cold, args.timeout)
             print(f"    cold start: {cold}", file=sys.stderr)
 
-    if args.peers:
+    if args.peers or args.peers_only:
         note = ensure_statsmodels()
         for peer in ("statsmodels", "mixedlm"):
             if peer == "statsmodels" and note:
@@ -563,7 +608,11 @@ def main() -> None:
             results += lme
 
     path_json = os.path.join(args.out, "results.json")
-    if args.only and os.path.exists(path_json):  # merge into the previous full run
+    now = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
+    for r in results:
+        r.setdefault("date", now)
+    old = None
+    if (args.only or args.peers_only) and os.path.exists(path_json):  # merge into the previous run
         with open(path_json) as fh:
             old = json.load(fh)
         keep = [r for r in old.get("results", [])
@@ -574,8 +623,12 @@ def main() -> None:
     order = list(PROBLEMS)
     results.sort(key=lambda r: (order.index(r["problem"]), r.get("peer") != "multilevel", r.get("peer", "")))
     versions = next((r["versions"] for r in results if r.get("peer") == "multilevel" and r.get("versions")), {})
-    doc = {"date": _dt.datetime.now().strftime("%Y-%m-%d %H:%M"), "quick": args.quick, "git": _git(),
-           "machine": _machine(), "versions": versions, "cold_start": cold, "results": results}
+    doc = {"date": now, "quick": args.quick, "git": _git(),
+           "machine": dict(machine, loadavg_end=_loadavg()), "versions": versions, "cold_start": cold,
+           "results": results}
+    if args.peers_only and old:  # the header describes the run that timed multilevel
+        doc.update({k: old[k] for k in ("date", "quick", "git", "machine", "versions") if k in old})
+        doc["peers_date"] = now
     with open(path_json, "w") as fh:
         json.dump(doc, fh, indent=1, default=float)
     text = write_report(doc, os.path.join(args.out, "results.md"))
