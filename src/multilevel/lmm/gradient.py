@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..linalg import batched
 from .model import Factor, LinearMixedModel
 
 
@@ -44,7 +45,7 @@ def pieces(model: LinearMixedModel, f: Factor) -> tuple[np.ndarray, np.ndarray, 
     CX, Cy = C[:p].transpose(1, 2, 0), C[p]             # (G, k, p), (G, k)
     x2, u = model.spherical(f)
     beta = x2[model.q_rest:]
-    Linv = np.linalg.inv(f.L11)                         # (G, k, k)
+    Linv = batched.tri_inverse(f.L11)                   # (G, k, k)
     Minv = Linv.transpose(0, 2, 1) @ Linv
     AL = A @ lam                                        # A_g Λ
     W = Minv @ lam.T @ A                                # M⁻¹ΛᵀA

@@ -334,7 +334,8 @@ class LinearMixedModel:
         if f.L21Z is not None:
             rhs1 = rhs1 - f.L21Z.T @ x2[:self.q_rest]
         G, k, _ = f.L11.shape
-        u1 = np.linalg.solve(f.L11.transpose(0, 2, 1), rhs1.reshape(G, k, 1))[..., 0]
+        Linv = batched.tri_inverse(f.L11)
+        u1 = np.einsum("gba,gb->ga", Linv, rhs1.reshape(G, k))   # L₁₁⁻ᵀ rhs per group
         return x2, u1
 
     def vcov_beta(self, f: Factor, sigma2: float) -> np.ndarray:
