@@ -202,3 +202,20 @@ def test_lme4_weights_keyword_means_frequency_weights(weighted_pig):
 def test_weights_not_with_dfmethod(weighted_pig):
     with pytest.raises(DataError, match="dfmethod"):
         ml.fit("mixed weight week [fw=w] || id:, dfmethod(residual)", data=weighted_pig)
+
+
+def test_predict_scores_are_per_group_derivatives(pig):
+    """Per-group scores: they sum to 0 at the ML optimum, and their cross-product is the
+    'meat' of the robust variance checked above against the written-out sandwich."""
+    res = ml.fit("mixed weight week || id: week, cov(un)", data=pig)
+    sc = res.predict("scores")
+    assert sc.shape == (48, 6) and sc.index.name == "id"
+    assert list(sc.columns[:2]) == ["week", "_cons"] and sc.columns[-1] == "var(Residual)"
+    np.testing.assert_allclose(sc.sum().to_numpy(), 0, atol=1e-3)
+    # the score of β for one pig is X_jᵀ V_j⁻¹ e_j, written out here
+    e = res.equations[0]
+    j = pig[pig.id == 1]
+    Z = np.column_stack([j.week, np.ones(len(j))])
+    V = Z @ e.cov @ Z.T + res.residual_var * np.eye(len(j))
+    r = j.weight.to_numpy() - Z @ res.fixed.coef
+    np.testing.assert_allclose(sc.iloc[0, :2].to_numpy(), Z.T @ np.linalg.solve(V, r), rtol=1e-8)

@@ -36,6 +36,19 @@ def top_level_codes(res) -> np.ndarray:
 
 def sandwich(res, clusters: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Robust covariance of (β, σ) and the order of σ: [(equation index, i, j)] + residual."""
+    S, cw, H, labels = cluster_scores(res, clusters)
+    w = res.design.weights
+    if w is not None and w.kind == "fw":   # replicated clusters: each copy is a cluster
+        B, G = (S * cw[:, None]).T @ S, cw.sum()
+    else:                                  # sampling weights scale each cluster's score
+        B, G = (S * cw[:, None]).T @ (S * cw[:, None]), len(S)
+    Hinv = np.linalg.inv(H)
+    return Hinv @ (G / (G - 1) * B) @ Hinv, labels
+
+
+def cluster_scores(res, clusters: np.ndarray):
+    """Per-cluster scores of the log likelihood in ψ = (β, σ) (rows in cluster-code order), the
+    clusters' weights, the observed Hessian H and the order of σ."""
     design = res.design
     X, y = design.X, design.y
     beta = res.fixed.coef
@@ -77,13 +90,24 @@ def sandwich(res, clusters: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         H += wj * Hc
     H[p:, :p] = H[:p, p:].T
     H[p:, p:] = np.tril(H[p:, p:]) + np.tril(H[p:, p:], -1).T
-    S, cw = np.array(scores), np.array(cluster_w)
-    if w is not None and w.kind == "fw":   # replicated clusters: each copy is a cluster
-        B, G = (S * cw[:, None]).T @ S, cw.sum()
-    else:                                  # sampling weights scale each cluster's score
-        B, G = (S * cw[:, None]).T @ (S * cw[:, None]), len(S)
-    Hinv = np.linalg.inv(H)
-    return Hinv @ (G / (G - 1) * B) @ Hinv, labels
+    return np.array(scores), np.array(cluster_w), H, labels
+
+
+def scores(res) -> pd.DataFrame:
+    """Scores of the log likelihood per highest-level group (Stata's ``predict, scores`` for
+    ``mixed``): derivatives with respect to the fixed effects, the variances and covariances of
+    each random-effects equation, and the residual variance.  They sum to ≈ 0 at the ML estimates."""
+    if res.residual_rows:
+        raise ValueError("scores are not available with residuals() structures")
+    top = min(res.design.equations, key=lambda eq: len(eq.group_key))
+    S, cw, _, labels = cluster_scores(res, top_level_codes(res))
+    names = list(res.fixed.names)
+    for k, i, j in labels:
+        e = res.equations[k]
+        a, b = e.names[min(i, j)], e.names[max(i, j)]
+        names.append(f"{e.label}:var({a})" if i == j else f"{e.label}:cov({a},{b})")
+    names.append("var(Residual)")
+    return pd.DataFrame(S * cw[:, None], index=pd.Index(top.groups, name=top.label), columns=names)
 
 
 def _component(eq, basis: np.ndarray, rows: np.ndarray) -> np.ndarray:

@@ -37,7 +37,7 @@ from ..spec.errors import DataError, SpecError
 from ._state import design_of, require_iid_errors
 from .condvar import blup_variance, stata_kind
 
-KINDS = ("xb", "stdp", "fitted", "residuals", "rstandard", "reffects", "reses")
+KINDS = ("xb", "stdp", "fitted", "residuals", "rstandard", "reffects", "reses", "scores")
 SE_KINDS = ("stata", "conditional", "comparative")
 
 
@@ -62,7 +62,8 @@ def predict(res, kind: str = "xb", data: pd.DataFrame | None = None, relevel: st
     res
         fitted :class:`~multilevel.inference.results.MixedResults`
     kind
-        one of ``xb stdp fitted residuals rstandard reffects reses``
+        one of ``xb stdp fitted residuals rstandard reffects reses scores``
+        (``scores``: a DataFrame of log-likelihood scores per highest-level group)
     data
         new data (default: the estimation sample)
     relevel
@@ -81,6 +82,12 @@ def predict(res, kind: str = "xb", data: pd.DataFrame | None = None, relevel: st
         DataFrame with one column per random effect named ``level:term``.
     """
     kind = _check_kind(kind)
+    if kind == "scores":
+        if data is not None or relevel is not None:
+            raise SpecError("predict scores is computed on the estimation sample only")
+        from ..inference.robust import scores
+
+        return scores(res)
     if se not in SE_KINDS:
         raise ValueError(f"se must be one of {', '.join(SE_KINDS)}, not {se!r}")
     equations = _selected(res, relevel, below=kind in ("fitted", "residuals", "rstandard"))
