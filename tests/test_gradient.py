@@ -14,12 +14,13 @@ MODELS = [("pig.csv", "mixed weight week || id:"),
           ("pig.csv", "mixed weight week || id: week, cov(un)"),
           ("pig.csv", "mixed weight week || id: week, cov(un) reml"),
           ("sleepstudy.csv", "mixed Reaction Days || Subject: Days, cov(exchangeable) reml"),
-          ("sleepstudy.csv", "mixed Reaction i.Days || Subject: Days, reml")]
+          ("sleepstudy.csv", "mixed Reaction i.Days || Subject: Days, reml"),
+          ("ovary.csv", "mixed follicles sin1 cos1 || mare: sin1, residuals(ar 1, t(time))")]
 
 
 @pytest.mark.parametrize("dataset,command", MODELS)
 def test_gradient_matches_differences(dataset, command):
-    model = LinearMixedModel(build(parse(command), load_data(dataset)), reml="reml" in command)
+    model = LinearMixedModel(build(parse(command), load_data(dataset)), reml=" reml" in command)
     assert gradient.available(model)
     theta = model.theta_start() * 0.7 + 0.1
     got = gradient.deviance_gradient(model, model.factor(theta))

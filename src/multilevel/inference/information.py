@@ -114,7 +114,7 @@ def natural_fit(model: LinearMixedModel, theta: np.ndarray, sigma2: float) -> Na
         full[~free] = -30.0
         return loglik_natural(model, full)
 
-    if free.all() and gradient.available(model):
+    if free.all() and gradient.available(model) and model.residual is None:
         H = _hessian_from_gradient(model, phi, theta, sigma2)
     else:
         H = richardson_hessian(partial, phi[idx])

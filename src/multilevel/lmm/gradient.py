@@ -20,8 +20,24 @@ from .model import Factor, LinearMixedModel
 
 
 def available(model: LinearMixedModel) -> bool:
-    """One random-effects term, no residual structure, no cluster weights."""
-    return len(model.terms) == 1 and model.residual is None and model._group_w is None
+    """One random-effects term, no cluster weights, and no residual structure other than
+    AR(1)/exponential (whose R_j is positive definite for every φ).  There the θ part
+    is analytic on the whitened cross-products and the few residual parameters φ are
+    differenced (each costs one factorization, O(groups) on the AR(1) path)."""
+    smooth = model.residual is None or model._markov is not None  # AR(1)-type: R always positive definite
+    return len(model.terms) == 1 and model._group_w is None and smooth
+
+
+def _phi_differences(fun, theta: np.ndarray, model: LinearMixedModel) -> np.ndarray:
+    """Central differences of ``fun`` over the residual-structure parameters of θ."""
+    sl = model.residual_slice
+    out = np.empty(sl.stop - sl.start)
+    for j, i in enumerate(range(sl.start, sl.stop)):
+        h = 1e-6 * max(1.0, abs(theta[i]))
+        e = np.zeros(len(theta))
+        e[i] = h
+        out[j] = (fun(theta + e) - fun(theta - e)) / (2 * h)
+    return out
 
 
 def _dlambdas(model: LinearMixedModel, theta: np.ndarray, h: float = 1e-6) -> np.ndarray:
@@ -36,8 +52,9 @@ def _dlambdas(model: LinearMixedModel, theta: np.ndarray, h: float = 1e-6) -> np
 
 
 def pieces(model: LinearMixedModel, f: Factor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(∂ log|L_Z|², ∂ log|R_X|², ∂ r²) with respect to θ at the factor f."""
-    theta = f.theta
+    """(∂ log|L_Z|², ∂ log|R_X|², ∂ r²) with respect to the random-effects θ at the factor f
+    (the cross-products are the whitened ones when there is a residual structure)."""
+    theta = f.theta[:model.residual_slice.start]
     lam = model.terms[0].lam(theta)
     A = model.A11                                       # (G, k, k)
     p = model.p
@@ -66,13 +83,17 @@ def pieces(model: LinearMixedModel, f: Factor) -> tuple[np.ndarray, np.ndarray, 
 
 
 def deviance_gradient(model: LinearMixedModel, f: Factor) -> np.ndarray:
-    """∇_θ of the profiled deviance (ML or REML)."""
+    """∇_θ of the profiled deviance (ML or REML); residual parameters by differences."""
     g_logdet, g_logx, g_r2 = pieces(model, f)
-    return g_logdet + (g_logx if model.reml else 0.0) + model.dof * g_r2 / f.pwrss
+    grad = g_logdet + (g_logx if model.reml else 0.0) + model.dof * g_r2 / f.pwrss
+    if model.residual is None:
+        return grad
+    return np.concatenate([grad, _phi_differences(model.objective, f.theta.copy(), model)])
 
 
 def loglik_gradient(model: LinearMixedModel, theta: np.ndarray, sigma2: float) -> np.ndarray:
-    """∇ of ℓ(θ, σ²) = −½[log|L_Z|² (+ log|R_X|²) + ν log 2πσ² + r²/σ²] (β profiled out)."""
+    """∇ of ℓ(θ, σ²) = −½[log|L_Z|² (+ log|R_X|²) + ν log 2πσ² + r²/σ²] (β profiled out;
+    models without a residual structure)."""
     f = model.factor(theta)
     g_logdet, g_logx, g_r2 = pieces(model, f)
     d_theta = -0.5 * (g_logdet + (g_logx if model.reml else 0.0) + g_r2 / sigma2)

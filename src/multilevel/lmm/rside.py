@@ -133,14 +133,21 @@ class MarkovStatistics:
         a = A[order]
         prev = np.roll(a, 1, axis=0)
         self.F = self._blocks(a[first], a[first], g[first])
+        last = np.ones(len(order), dtype=bool)
+        last[:-1] = g[:-1] != g[1:]
         self.parts = []
         for d in self.gaps:
             m = (~first) & (gaps == d)
             P1 = self._blocks(a[m], prev[m], g[m], symmetric=False)
             P1t = self._transposed(P1)
             P1s = (P1[0] + P1t[0], P1[1] + P1t[1], None)
-            self.parts.append((d, self._blocks(a[m], a[m], g[m]), P1s, self._blocks(prev[m], prev[m], g[m]),
-                               np.bincount(g[m], minlength=self.n_groups)))
+            P0 = self._blocks(a[m], a[m], g[m])
+            if len(self.gaps) == 1:  # predecessors are all rows but each group's last: P2 = P0 + F − L
+                L = self._blocks(a[last], a[last], g[last])
+                P2 = (P0[0] + self.F[0] - L[0], P0[1] + self.F[1] - L[1], None)
+            else:
+                P2 = self._blocks(prev[m], prev[m], g[m])
+            self.parts.append((d, P0, P1s, P2, np.bincount(g[m], minlength=self.n_groups)))
 
     def _blocks(self, a: np.ndarray, b: np.ndarray, g: np.ndarray, symmetric: bool = True):
         """(Σ_level aᵀb over [X y], per-group aᵀb in the columns of z (G, c, k), and b's z
