@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 import multilevel
-from tests.conformance.numbers import checks
+from tests.conformance.numbers import params
 
 HERE = pathlib.Path(__file__).parent
 CASES = [json.loads(p.read_text()) for p in sorted((HERE / "references" / "residuals").glob("*.json"))]
@@ -30,10 +30,7 @@ KNOWN_BAD = {("lmm_orthodont_ar1_by_male_ml", "extra residual_var_by_se[male=0]"
              ("lmm_orthodont_ar1_by_male_ml", "extra residual_var_by_se[male=1]"): DENSE,
              ("lmm_orthodont_ar1_by_male_ml", "extra ar1_rho_by_se[male=1]"): DENSE}
 
-PARAMS = [pytest.param(c["id"], label, ref, tol, get, id=f"{c['id']}::{label}",
-                       marks=[pytest.mark.xfail(strict=True, reason=KNOWN_BAD[(c["id"], label)])]
-                       if (c["id"], label) in KNOWN_BAD else [])
-          for c in CASES for label, ref, tol, get in checks(c)]
+PARAMS = params(CASES, KNOWN_BAD)
 
 
 @pytest.mark.parametrize("case_id,label,reference,tolerance,getter", PARAMS)

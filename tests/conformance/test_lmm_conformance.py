@@ -8,7 +8,7 @@ import functools
 import pytest
 
 import multilevel
-from tests.conformance.numbers import checks
+from tests.conformance.numbers import params
 from tests.conftest import load_cases, load_data
 
 CASES = load_cases("lmm")
@@ -23,8 +23,7 @@ def fitted(case_id: str) -> dict:
     return multilevel.fit(case["stata"], data=df).to_dict()
 
 
-PARAMS = [pytest.param(c["id"], label, ref, tol, get, id=f"{c['id']}::{label}")
-          for c in CASES for label, ref, tol, get in checks(c)]
+PARAMS = params(CASES)
 
 
 @pytest.mark.parametrize("case_id,label,reference,tolerance,getter", PARAMS)
