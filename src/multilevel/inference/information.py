@@ -114,7 +114,7 @@ def natural_fit(model: LinearMixedModel, theta: np.ndarray, sigma2: float) -> Na
         full[~free] = -30.0
         return loglik_natural(model, full)
 
-    if free.all() and gradient.available(model) and model.residual is None:
+    if free.all() and gradient.available(model):
         H = _hessian_from_gradient(model, phi, theta, sigma2)
     else:
         H = richardson_hessian(partial, phi[idx])
@@ -138,11 +138,12 @@ def _hessian_from_gradient(model: LinearMixedModel, phi: np.ndarray, theta: np.n
         return _jacobian(model, p).T @ gradient.loglik_gradient(model, th, s2)
 
     n = len(phi)
+    h = 1e-4 if model.residual is not None else 1e-5  # wider when the gradient is partly differenced
     H = np.empty((n, n))
     for j in range(n):
         e = np.zeros(n)
-        e[j] = 1e-5
-        H[:, j] = (grad_phi(phi + e) - grad_phi(phi - e)) / 2e-5
+        e[j] = h
+        H[:, j] = (grad_phi(phi + e) - grad_phi(phi - e)) / (2 * h)
     return (H + H.T) / 2
 
 

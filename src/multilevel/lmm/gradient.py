@@ -28,12 +28,12 @@ def available(model: LinearMixedModel) -> bool:
     return len(model.terms) == 1 and model._group_w is None and smooth
 
 
-def _phi_differences(fun, theta: np.ndarray, model: LinearMixedModel) -> np.ndarray:
+def _phi_differences(fun, theta: np.ndarray, model: LinearMixedModel, step: float = 1e-6) -> np.ndarray:
     """Central differences of ``fun`` over the residual-structure parameters of θ."""
     sl = model.residual_slice
     out = np.empty(sl.stop - sl.start)
     for j, i in enumerate(range(sl.start, sl.stop)):
-        h = 1e-6 * max(1.0, abs(theta[i]))
+        h = step * max(1.0, abs(theta[i]))
         e = np.zeros(len(theta))
         e[i] = h
         out[j] = (fun(theta + e) - fun(theta - e)) / (2 * h)
@@ -93,9 +93,13 @@ def deviance_gradient(model: LinearMixedModel, f: Factor) -> np.ndarray:
 
 def loglik_gradient(model: LinearMixedModel, theta: np.ndarray, sigma2: float) -> np.ndarray:
     """∇ of ℓ(θ, σ²) = −½[log|L_Z|² (+ log|R_X|²) + ν log 2πσ² + r²/σ²] (β profiled out;
-    models without a residual structure)."""
+    residual-structure parameters by central differences)."""
     f = model.factor(theta)
     g_logdet, g_logx, g_r2 = pieces(model, f)
     d_theta = -0.5 * (g_logdet + (g_logx if model.reml else 0.0) + g_r2 / sigma2)
     d_sigma2 = -0.5 * (model.dof / sigma2 - f.pwrss / sigma2 ** 2)
+    if model.residual is not None:  # a wider step: this gradient is itself differenced for the Hessian
+        d_phi = _phi_differences(lambda t: model.loglik_at(model.factor(t), sigma2), np.asarray(theta, float),
+                                 model, step=1e-4)
+        d_theta = np.concatenate([d_theta, d_phi])
     return np.append(d_theta, d_sigma2)
