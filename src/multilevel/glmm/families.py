@@ -233,13 +233,8 @@ class Binomial(_Family):
     def derivs(self, y, eta, xi=(), order=2):
         n = 1.0 if self.trials is None else _col(self.trials, eta)
         const = _col(self._const, eta)
-        if self.link == "logit":   # y η − n log(1 + e^η), with one exp and one log1p
-            e = np.exp(-np.abs(eta))
-            ll = y * eta - n * (np.maximum(eta, 0.0) + np.log1p(e)) + const
-            if order == 0:
-                return ll, None, None
-            pr = np.where(eta >= 0, 1.0, e) / (1.0 + e)
-            return ll, y - n * pr, -n * pr * (1 - pr)
+        if self.link == "logit":
+            return self._logit(y, np.asarray(eta, dtype=float), n, const, order)
         lf, df, d2f = self.cdf.log_cdf(eta)
         ls, ds, d2s = self.cdf.log_sf(eta)
         fail = n - y
@@ -248,6 +243,34 @@ class Binomial(_Family):
         if order == 0:
             return ll, None, None
         return ll, y * df + fail * ds, y * d2f + fail * d2s
+
+
+    def _logit(self, y, eta, n, const, order):
+        """y η − n log(1 + e^η) and its derivatives with one exp and one log, in place where
+        possible: log(1 + e^{−|η|}) has absolute error below 2e-16, enough for a sum."""
+        e = np.abs(eta)
+        e *= -1.0
+        np.exp(e, out=e)                       # e^{−|η|} in (0, 1]
+        q = e + 1.0
+        ll = np.log(q)
+        ll += np.maximum(eta, 0.0)             # log(1 + e^η)
+        if self.trials is not None:
+            ll *= n
+        ll -= y * eta
+        ll *= -1.0
+        if self.trials is not None:
+            ll += const
+        if order == 0:
+            return ll, None, None
+        pr = np.where(eta >= 0, 1.0, e)
+        pr /= q                                # F(η)
+        d2 = e / q
+        d2 /= q                                # F(1 − F) = e^{−|η|}/(1 + e^{−|η|})²
+        if self.trials is not None:
+            pr *= n
+            d2 *= n
+        d2 *= -1.0
+        return ll, y - pr, d2
 
 
 class Poisson(_Family):
@@ -426,7 +449,7 @@ class Ordinal(_Family):
     def derivs(self, y, eta, xi=(), order=2):
         K = len(self.levels)
         cuts = np.concatenate([[-np.inf], np.asarray(xi, dtype=float), [np.inf]])
-        k = y.astype(int)
+        k = np.broadcast_to(y.astype(int), np.shape(eta))
         a = cuts[k + 1] - eta           # upper bound
         b = cuts[k] - eta               # lower bound
         ll = np.empty_like(eta)

@@ -21,6 +21,7 @@ from ..inference.tests import lr_vs_linear, wald_fixed
 from ..lmm.fit import _equations, _sample_notes
 from ..lmm.model import equation_blocks
 from ..optimize import OptSummary, minimize
+from .fastfit import fast_fit
 from .glm import GLMFit, fit_glm
 from .model import GeneralizedLinearMixedModel
 from .results import Ancillary, GLMMResults
@@ -174,17 +175,24 @@ def fit(design, family, y, offset, *, method: str = "mvaghermite", points: int =
     names = design.fixed.names
     glm = fit_glm(family, model.X, y, model.offset, names)
     _separation(glm, names)
-    opt, A = optimize(model, glm, backend)
-    x, vcov, phi, free = information(model, opt.final, np.sqrt(np.sum(A[:model.p, :model.p] ** 2, axis=1)))
-    loglik = model.loglik(*model.split(x))
+    fast = fast_fit(model, glm) if backend == "nlopt" else None
+    if fast is not None:
+        opt, x, vcov, phi, free, loglik = fast.opt, fast.x, fast.vcov, fast.phi, fast.free, fast.loglik
+    else:
+        opt, A = optimize(model, glm, backend)
+        x, vcov, phi, free = information(model, opt.final, np.sqrt(np.sum(A[:model.p, :model.p] ** 2, axis=1)))
+        loglik = model.loglik(*model.split(x))
     beta, xi, theta = model.split(x)
     p, e = model.p, model.n_extra
     fixed = FixedEffects(names, beta, vcov[:p, :p], design.fixed.omitted)
     anc = tuple(Ancillary(nm, float(v), float(np.sqrt(vcov[p + i, p + i])))
                 for i, (nm, v) in enumerate(zip(family.extra_names, xi)))
     nat = NaturalFit(phi, vcov[p + e:, p + e:], free, _natural_slices(model))
-    modes = model.modes(beta, xi, theta)
-    blups = [u @ lam.T for u, lam in zip(model.system.split(modes.u), model.lambdas(theta))]
+    if fast is not None:
+        blups = fast.blups
+    else:
+        modes = model.modes(beta, xi, theta)
+        blups = [u @ lam.T for u, lam in zip(model.system.split(modes.u), model.lambdas(theta))]
     equations = _equations(model, theta, 1.0, nat, blups)
     n_var = len(phi)
     notes = _checks(opt, fixed, free, equations)

@@ -1,0 +1,341 @@
+"""One grouping factor: per-group modes, the exact Laplace gradient and fixed-node quadrature.
+
+When the random effects are one grouping factor (random intercepts or slopes
+at one level), the marginal likelihood is a product of k-dimensional
+integrals, one per group, and everything below is vectorised over groups
+(group sums are one sparse product ``S @ columns``).
+
+Notation, per group g with rows i: η_i = o_i + x_iᵀβ + z_iᵀΛu_g,
+ℓ_i = log f(y_i | η_i, ξ), ℓ′, ℓ″, ℓ‴ its η-derivatives, w_i = −ℓ″_i,
+a_g = Σ z_i ℓ′_i, A_g = Σ w_i z_i z_iᵀ, H_g = I + ΛᵀA_gΛ.
+
+Laplace (exact gradient)
+    L = Σ_g [Σ_i ℓ_i(û_g) − ½‖û_g‖² − ½ log|H_g|].  Differentiating through
+    the mode (implicit function theorem, Λᵀa_g = û_g) gives, with
+    h_i = z_iᵀΛH_g⁻¹Λᵀz_i, C_g = Σ h_i w′_i z_i, s_g = H_g⁻¹ΛᵀC_g,
+    e_i = z_iᵀΛs_g (w′ = −ℓ‴):
+
+    .. math:: ∂L/∂β = Xᵀ(ℓ′ − ½hw′ + ½we),\\qquad
+              ∂L/∂θ_l = ⟨∂Λ/∂θ_l,\\; Σ_g a_gû_gᵀ − A_gΛH_g⁻¹ − ½C_gû_gᵀ − ½a_gs_gᵀ
+              + ½A_gΛs_gû_gᵀ⟩
+
+    and for an ancillary ξ: Σ_i ∂ℓ_i/∂ξ − ½e_i ∂ℓ′_i/∂ξ + ½h_i ∂ℓ″_i/∂ξ.
+    (The derivative of the Laplace approximation as in glmmTMB/TMB, Kristensen
+    et al. 2016, JSS 70(5), written out for a block-diagonal H.)
+
+Adaptive quadrature (nodes held fixed)
+    Q = Σ_g log|C_g| + log Σ_j exp a_gj, a_gj = Σ_i ℓ_i(u_gj) − ½‖u_gj‖² + ½‖t_j‖² + log w_j,
+    u_gj = m_g + C_g t_j.  With the nodes fixed, Q's gradient and Hessian in
+    (β, ξ, θ) need only ℓ′ and ℓ″ at the nodes; the adaptive parameters are
+    updated between Newton steps, as Stata and gllamm do (Rabe-Hesketh,
+    Skrondal & Pickles 2005, J. Econometrics 128, §3).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import sparse, special
+from scipy.special import logsumexp
+
+from ..covariance.structures import Identity, Independent, Unstructured
+
+H_ETA = 1e-5    # step for a numerical third derivative in η
+H_XI = 1e-5     # step for numerical derivatives in the ancillary parameters
+H_XI2 = 1e-3    # step for their second derivatives
+
+
+# --- family derivatives beyond the second ---------------------------------------------------
+def third(family, y, eta, xi) -> np.ndarray:
+    """ℓ‴ = ∂³ log f/∂η³ per observation (analytic for logit and log-Poisson)."""
+    if family.name in ("bernoulli", "binomial") and family.link == "logit":
+        n = 1.0 if family.trials is None else (family.trials if np.ndim(eta) == 1 else family.trials[:, None])
+        p = special.expit(eta)
+        return -n * p * (1 - p) * (1 - 2 * p)
+    if family.name == "poisson" and family.link == "log":
+        return -np.exp(eta)
+    up = family.derivs(y, eta + H_ETA, xi)[2]
+    dn = family.derivs(y, eta - H_ETA, xi)[2]
+    return (up - dn) / (2 * H_ETA)
+
+
+def xi_partials(family, y, eta, zxi: np.ndarray, second: bool = False):
+    """Derivatives of (ℓ, ℓ′, ℓ″) in the optimizer metric of ξ, by central differences.
+
+    Returns lists over the components c of ξ: dll[c], dd1[c], dd2[c] (each shaped as η),
+    and with ``second`` the matrix of ∂²ℓ/∂ξ_c∂ξ_d as a nested list.
+    """
+    e = len(zxi)
+    dll, dd1, dd2 = [], [], []
+    for c in range(e):
+        step = np.zeros(e)
+        step[c] = H_XI
+        up = family.derivs(y, eta, family.from_opt(zxi + step))
+        dn = family.derivs(y, eta, family.from_opt(zxi - step))
+        dll.append((up[0] - dn[0]) / (2 * H_XI))
+        dd1.append((up[1] - dn[1]) / (2 * H_XI))
+        dd2.append((up[2] - dn[2]) / (2 * H_XI))
+    if not second:
+        return dll, dd1, dd2, None
+
+    def ll(z):
+        return family.loglik(y, eta, family.from_opt(z))
+
+    h = H_XI2
+    f0 = ll(zxi)
+    d2 = [[None] * e for _ in range(e)]
+    E = np.eye(e) * h
+    for c in range(e):
+        d2[c][c] = (ll(zxi + E[c]) - 2 * f0 + ll(zxi - E[c])) / h ** 2
+        for d in range(c):
+            d2[c][d] = d2[d][c] = (ll(zxi + E[c] + E[d]) - ll(zxi + E[c] - E[d])
+                                   - ll(zxi - E[c] + E[d]) + ll(zxi - E[c] - E[d])) / (4 * h * h)
+    return dll, dd1, dd2, d2
+
+
+@dataclass
+class GroupModes:
+    """Conditional modes of every group and the quantities of the Laplace approximation."""
+
+    u: np.ndarray        # (G, k) spherical modes
+    eta: np.ndarray      # (n,)
+    ll: np.ndarray       # (n,) log f at the modes
+    d1: np.ndarray
+    d2: np.ndarray
+    w: np.ndarray        # max(−ℓ″, 0)
+    a: np.ndarray        # (G, k) Σ z ℓ′
+    A: np.ndarray        # (G, k, k) Σ w z zᵀ
+    H: np.ndarray        # (G, k, k) I + ΛᵀAΛ
+    Hinv: np.ndarray
+    logdet: float        # Σ log|H_g|
+    iterations: int
+    converged: bool
+
+    @property
+    def laplace(self) -> float:
+        return float(self.ll.sum() - 0.5 * np.sum(self.u * self.u) - 0.5 * self.logdet)
+
+
+def _inv_logdet(H: np.ndarray) -> tuple[np.ndarray, float]:
+    if H.shape[1] == 1:
+        return 1.0 / H, float(np.log(H[:, 0, 0]).sum())
+    sign, ld = np.linalg.slogdet(H)
+    if np.any(sign <= 0):
+        raise np.linalg.LinAlgError("a penalized Hessian block is not positive definite")
+    return np.linalg.inv(H), float(ld.sum())
+
+
+class OneFactor:
+    """Laplace and fixed-node quadrature for a GLMM with one grouping factor.
+
+    ``model`` is a :class:`~multilevel.glmm.model.GeneralizedLinearMixedModel`
+    with a single random-effects term; parameters are the model's optimizer
+    vector x = (β, ξ in the optimizer metric, θ).
+    """
+
+    def __init__(self, model):
+        t = model.terms[0]
+        self.model, self.term, self.family = model, t, model.family
+        self.y, self.X, self.z, self.refs = model.y, model.X, t.z, t.refs
+        self.G, self.k, self.n = t.n_groups, t.k, len(t.refs)
+        self.p, self.e, self.nt = model.p, model.n_extra, t.n_params
+        self.S = sparse.csr_matrix((np.ones(self.n), (t.refs, np.arange(self.n))), shape=(self.G, self.n))
+        r = np.asarray(t.refs)
+        self.sorted = bool(np.all(r[1:] >= r[:-1])) and len(np.unique(r)) == self.G
+        self.starts = np.flatnonzero(np.r_[True, r[1:] != r[:-1]]) if self.sorted else None
+        self.ia, self.ib = np.triu_indices(self.k)
+        self.zz = self.z[:, self.ia] * self.z[:, self.ib]
+        self.linear = all(isinstance(s, (Identity, Independent, Unstructured)) for s in t.structures)
+        self._u = None           # warm start of the modes
+
+    # --- parameters ---------------------------------------------------------------------
+    def unpack(self, x):
+        p, e = self.p, self.e
+        return x[:p], x[p:p + e], x[p + e:]
+
+    def dlam(self, theta: np.ndarray) -> np.ndarray:
+        """∂Λ/∂θ_l, (nθ, k, k) (exact for the linear structures)."""
+        h = 1e-6
+        E = np.eye(self.nt) * h
+        return np.array([(self.term.lam(theta + E[l]) - self.term.lam(theta - E[l])) / (2 * h)
+                         for l in range(self.nt)])
+
+    def d2lam(self, theta: np.ndarray) -> np.ndarray | None:
+        """∂²Λ/∂θ_l∂θ_m, or None when Λ is linear in θ."""
+        if self.linear:
+            return None
+        h, nt = 1e-4, self.nt
+        E = np.eye(nt) * h
+        lam = self.term.lam
+        out = np.empty((nt, nt, self.k, self.k))
+        for a in range(nt):
+            for b in range(nt):
+                out[a, b] = (lam(theta + E[a] + E[b]) - lam(theta + E[a] - E[b])
+                             - lam(theta - E[a] + E[b]) + lam(theta - E[a] - E[b])) / (4 * h * h)
+        return out
+
+    # --- modes ---------------------------------------------------------------------------
+    def _eta(self, eta0, lam, u):
+        b = u @ lam.T
+        if self.k == 1:
+            return eta0 + self.z[:, 0] * b[self.refs, 0]
+        return eta0 + np.einsum("ic,ic->i", self.z, b[self.refs])
+
+    def gsum(self, M: np.ndarray) -> np.ndarray:
+        """Group sums of the rows of M (n, ...) -> (G, ...)."""
+        if self.sorted:
+            return np.add.reduceat(M, self.starts, axis=0)
+        return self.S @ M if M.ndim <= 2 else (self.S @ M.reshape(self.n, -1)).reshape((self.G,) + M.shape[1:])
+
+    def _sums(self, ll, d1, w):
+        k = self.k
+        cols = np.empty((self.n, 1 + k + len(self.ia)))
+        cols[:, 0] = ll
+        cols[:, 1:1 + k] = d1[:, None] * self.z
+        cols[:, 1 + k:] = w[:, None] * self.zz
+        s = self.gsum(cols)
+        A = np.empty((self.G, k, k))
+        A[:, self.ia, self.ib] = s[:, 1 + k:]
+        A[:, self.ib, self.ia] = s[:, 1 + k:]
+        return s[:, 0], s[:, 1:1 + k], A
+
+    def _penalized(self, A, lam):
+        LAL = np.einsum("ba,gbc,cd->gad", lam, A, lam) if self.k > 1 else A * lam[0, 0] ** 2
+        return LAL + np.eye(self.k)
+
+    def modes(self, eta0, lam, xi, u0=None, max_iter: int = 60) -> GroupModes:
+        """û_g for every group by Newton steps, step-halving group by group."""
+        fam, y = self.family, self.y
+        u = np.zeros((self.G, self.k)) if u0 is None else u0.copy()
+        eta = self._eta(eta0, lam, u)
+        ll, d1, d2 = fam.derivs(y, eta, xi)
+        w = np.maximum(-d2, 0.0)
+        llg, a, A = self._sums(ll, d1, w)
+        obj = llg - 0.5 * np.sum(u * u, axis=1)
+        converged, it = False, 0
+        for it in range(1, max_iter + 1):
+            H = self._penalized(A, lam)
+            grad = a @ lam - u
+            delta = grad / H[:, :, 0] if self.k == 1 else np.linalg.solve(H, grad[:, :, None])[:, :, 0]
+            step = np.ones(self.G)
+            while True:
+                u_new = u + step[:, None] * delta
+                eta_new = self._eta(eta0, lam, u_new)
+                ll_n, d1_n, d2_n = fam.derivs(y, eta_new, xi)
+                w_n = np.maximum(-d2_n, 0.0)
+                llg_n, a_n, A_n = self._sums(ll_n, d1_n, w_n)
+                obj_n = llg_n - 0.5 * np.sum(u_new * u_new, axis=1)
+                bad = ~(np.isfinite(obj_n) & (obj_n >= obj - 1e-12 * (1 + np.abs(obj))))
+                if not bad.any():
+                    break
+                step[bad] *= 0.5
+                step[step < 1e-10] = 0.0
+            moved = np.max(np.abs(step[:, None] * delta), initial=0.0)
+            u, eta, ll, d1, d2, w, a, A, obj = u_new, eta_new, ll_n, d1_n, d2_n, w_n, a_n, A_n, obj_n
+            if moved < 1e-11 or (moved < 1e-6 and np.all(step == 1.0)):
+                converged = True
+                break
+        H = self._penalized(A, lam)
+        Hinv, logdet = _inv_logdet(H)
+        return GroupModes(u, eta, ll, d1, d2, w, a, A, H, Hinv, logdet, it, converged)
+
+    def modes_at(self, x) -> GroupModes:
+        beta, zxi, theta = self.unpack(x)
+        m = self.modes(self.model.offset + self.X @ beta, self.term.lam(theta),
+                       self.family.from_opt(zxi), self._warm())
+        if np.all(np.isfinite(m.u)):
+            self._u = m.u
+        return m
+
+    def _warm(self):
+        return self._u if self._u is not None and np.all(np.isfinite(self._u)) else None
+
+    # --- Laplace ----------------------------------------------------------------------------
+    def laplace(self, x: np.ndarray) -> tuple[float, np.ndarray]:
+        """Laplace log likelihood and its exact gradient in x."""
+        beta, zxi, theta = self.unpack(x)
+        xi = self.family.from_opt(zxi)
+        lam = self.term.lam(theta)
+        m = self.modes_at(x)
+        z, refs, fam = self.z, self.refs, self.family
+        LHL = np.einsum("ab,gbc,dc->gad", lam, m.Hinv, lam)
+        h = (z[:, 0] ** 2 * LHL[refs, 0, 0] if self.k == 1
+             else np.einsum("ia,iab,ib->i", z, LHL[refs], z))
+        wp = np.where(-m.d2 > 0, -third(fam, self.y, m.eta, xi), 0.0)
+        C = self.gsum((h * wp)[:, None] * z)
+        s = np.einsum("gab,gb->ga", m.Hinv, C @ lam)
+        e = np.einsum("ia,ia->i", z, (s @ lam.T)[refs])
+        g_beta = self.X.T @ (m.d1 - 0.5 * h * wp + 0.5 * m.w * e)
+        u, a, A = m.u, m.a, m.A
+        M = (a.T @ u - np.einsum("gab,bc,gcd->ad", A, lam, m.Hinv) - 0.5 * C.T @ u - 0.5 * a.T @ s
+             + 0.5 * np.einsum("gab,bc,gc,gd->ad", A, lam, s, u))
+        g_theta = np.einsum("lab,ab->l", self.dlam(theta), M)
+        g_xi = np.zeros(self.e)
+        if self.e:
+            dll, dd1, dd2, _ = xi_partials(fam, self.y, m.eta, zxi)
+            g_xi = np.array([np.sum(dll[c] - 0.5 * e * dd1[c] + 0.5 * h * dd2[c]) for c in range(self.e)])
+        return m.laplace, np.concatenate([g_beta, g_xi, g_theta])
+
+    # --- fixed-node quadrature ----------------------------------------------------------------
+    def quadrature(self, x, nodes, logw, m, C, logdet_c: float, derivatives: int = 2):
+        """Q at x with the nodes u_gj = m_g + C_g t_j fixed; with ``derivatives`` ≥ 1 its
+        gradient, with 2 its Hessian, in x.  Also the posterior weights and the nodes.
+
+        Returns (Q, grad, hess, P (G, M), U (G, M, k)).
+        """
+        beta, zxi, theta = self.unpack(x)
+        xi = self.family.from_opt(zxi)
+        lam = self.term.lam(theta)
+        z, refs, fam, n = self.z, self.refs, self.family, self.n
+        U = m[:, None, :] + np.einsum("gab,jb->gja", C, nodes)            # (G, M, k)
+        Bn = U @ lam.T
+        eta0 = self.model.offset + self.X @ beta
+        eta = eta0[:, None] + (z[:, 0, None] * Bn[refs, :, 0] if self.k == 1
+                               else np.einsum("ic,ijc->ij", z, Bn[refs]))
+        yy = self.y[:, None]
+        ll, d1, d2 = fam.derivs(yy, eta, xi, order=2 if derivatives else 0)
+        M = len(logw)
+        Ag = self.gsum(ll) + logw - 0.5 * np.sum(U * U, axis=2) + 0.5 * np.sum(nodes ** 2, axis=1)
+        lse = logsumexp(Ag, axis=1)
+        Q = float(lse.sum() + logdet_c)
+        P = np.exp(Ag - lse[:, None])
+        if not derivatives:
+            return Q, None, None, P, U
+        p, e, nt = self.p, self.e, self.nt
+        d = p + e + nt
+        dl = self.dlam(theta)
+        dB = np.einsum("lab,gjb->gjla", dl, U)                              # (G, M, nθ, k)
+        Dth = (z[:, 0, None, None] * dB[refs, :, :, 0] if self.k == 1
+               else np.einsum("ia,ijla->ijl", z, dB[refs]))                 # (n, M, nθ)
+        gv = np.empty((n, M, d))
+        gv[:, :, :p] = d1[:, :, None] * self.X[:, None, :]
+        gv[:, :, p + e:] = d1[:, :, None] * Dth
+        if e:
+            dll, dd1, dd2, xx = xi_partials(fam, yy, eta, zxi, second=derivatives > 1)
+            for c in range(e):
+                gv[:, :, p + c] = dll[c]
+        Ga = self.gsum(gv)          # ∂a_gj
+        gbar = np.einsum("gj,gjd->gd", P, Ga)
+        grad = gbar.sum(0)
+        if derivatives < 2:
+            return Q, grad, None, P, U
+        Pi = P[refs]
+        D = np.empty((n, M, d))
+        D[:, :, :p] = self.X[:, None, :]
+        D[:, :, p:p + e] = 0.0
+        D[:, :, p + e:] = Dth
+        Wt = (Pi * d2)[:, :, None] * D
+        H = Wt.reshape(-1, d).T @ D.reshape(-1, d)
+        for c in range(e):
+            cross = np.einsum("ij,ijd->d", Pi * dd1[c], D)
+            H[p + c, :] += cross
+            H[:, p + c] += cross
+            for c2 in range(e):
+                H[p + c, p + c2] += np.sum(Pi * xx[c][c2])
+        d2l = self.d2lam(theta)
+        if d2l is not None:
+            dd = np.einsum("lmab,gjb->gjlma", d2l, U)
+            zt = np.einsum("ia,ijlma->ijlm", z, dd[refs])
+            H[p + e:, p + e:] += np.einsum("ij,ijlm->lm", Pi * d1, zt)
+        H += np.einsum("gj,gjd,gjf->df", P, Ga, Ga) - gbar.T @ gbar
+        return Q, grad, H, P, U
