@@ -48,7 +48,7 @@ def fast_fit(model, glm) -> FastFit | None:
     one = OneFactor(model)
     try:
         with np.errstate(over="ignore", under="ignore", divide="ignore", invalid="ignore"):
-            opt, x = _laplace_opt(model, one, glm)
+            opt, x = _laplace_opt(model, one, glm, tol=1e-11 if model.method == "laplace" else 1e-3)
             if np.any(~(model.natural(x[model.p + model.n_extra:]) > NEAR_ZERO)):
                 return None     # a variance at (or near) zero: the derivative-free path handles the boundary
             if model.method == "laplace":
@@ -63,65 +63,42 @@ def fast_fit(model, glm) -> FastFit | None:
 
 
 # --- Laplace ---------------------------------------------------------------------------------
-def _scaling(model, glm) -> np.ndarray:
-    """T with TTᵀ ≈ Var(β̂) from the fixed-only information (ξ and θ unscaled)."""
-    p, e, nt = model.p, model.n_extra, model.n_theta
-    T = np.eye(p + e + nt)
-    _, _, d2 = model.family.derivs(model.y, model.offset + model.X @ glm.beta, glm.xi)
-    info = model.X.T @ (model.X * np.maximum(-d2, 1e-12)[:, None])
+def _laplace_opt(model, one, glm, tol: float = 1e-11, max_iter: int = 200):
+    """Newton steps on the Laplace likelihood with the exact gradient and the profiled
+    Hessian ∇²P as the Newton matrix (:meth:`OneFactor.laplace`), with step-halving,
+    until the Newton decrement gᵀ(−∇²P)⁻¹g is below ``tol``."""
+    x = np.concatenate([glm.beta, model.family.to_opt(glm.xi), model.theta_start()])
+    opt = OptSummary(backend="newton", initial=x.copy())
+    L, g, Hp = one.laplace(x, hessian=True)
+    for _ in range(max_iter):
+        opt.fitlog.append((x.copy(), -2 * L))
+        step = _damped_step(Hp, g)
+        if g @ step < tol:
+            break
+        t = 1.0
+        while True:
+            res = _try_laplace(one, x + t * step)
+            if res is not None and res[0] >= L - 1e-10 * (1 + abs(L)):
+                break
+            t *= 0.5
+            if t < 1e-10:
+                raise ValueError("Laplace: no ascent along the Newton direction")
+        x = x + t * step
+        L, g, Hp = res
+    else:
+        raise ValueError("Laplace: Newton-Raphson did not converge")
+    opt.return_code = "newton decrement below tolerance"
+    opt.converged = True
+    opt.final, opt.fmin, opt.n_evals = x, -2 * L, len(opt.fitlog)
+    return opt, x
+
+
+def _try_laplace(one, x):
     try:
-        T[:p, :p] = np.linalg.cholesky(np.linalg.inv(info))
-    except np.linalg.LinAlgError:
-        pass
-    return T
-
-
-def _laplace_opt(model, one, glm) -> tuple[OptSummary, np.ndarray]:
-    p, e = model.p, model.n_extra
-    x0 = np.concatenate([glm.beta, model.family.to_opt(glm.xi), model.theta_start()])
-    T = _scaling(model, glm)
-    lower, upper = model.theta_bounds()
-    zl = np.concatenate([np.full(p + e, -np.inf), lower])
-    zu = np.concatenate([np.full(p + e, np.inf), upper])
-
-    def fg(zv):
-        try:
-            val, g = one.laplace(x0 + T @ zv)
-        except (np.linalg.LinAlgError, FloatingPointError, ValueError):
-            return np.inf, np.zeros_like(zv)
-        if not np.isfinite(val):
-            return np.inf, np.zeros_like(zv)
-        return -2 * val, -2 * (T.T @ g)      # the optimizer's log holds −2 log L, as the objective's
-
-    z0 = np.zeros(len(x0))
-    z0[p + e:], x0[p + e:] = x0[p + e:], 0.0      # θ enters unscaled: x = x0 + Tz
-    opt = _lbfgs(fg, z0, zl, zu)
-    opt.final = x0 + T @ opt.final
-    opt.initial = x0 + T @ z0
-    opt.fitlog = [(x0 + T @ zz, f) for zz, f in opt.fitlog]
-    return opt, opt.final
-
-
-def _lbfgs(fg, z0, lower, upper) -> OptSummary:
-    """L-BFGS-B to a moderate tolerance (the Newton step from the finite-difference
-    Hessian of the exact gradient finishes the job); every evaluation logged."""
-    from scipy.optimize import minimize as sp_minimize
-
-    summary = OptSummary(backend="lbfgs+newton", initial=np.array(z0, dtype=float))
-
-    def wrapped(z):
-        value, grad = fg(np.array(z, dtype=float))
-        summary.fitlog.append((np.array(z, dtype=float), float(value)))
-        return (value, grad) if np.isfinite(value) else (1e300, np.zeros_like(z))
-
-    bounds = [(lo, hi if np.isfinite(hi) else None) for lo, hi in zip(lower, upper)]
-    res = sp_minimize(wrapped, np.clip(z0, lower, upper), jac=True, method="L-BFGS-B", bounds=bounds,
-                      options={"ftol": 1e-13, "gtol": 1e-5, "maxfun": 2000, "maxcor": 20})
-    summary.return_code = str(res.message)
-    summary.converged = bool(res.success)
-    best = min(summary.fitlog, key=lambda e: e[1])
-    summary.final, summary.fmin, summary.n_evals = best[0], best[1], len(summary.fitlog)
-    return summary
+        res = one.laplace(x, hessian=True)
+    except (np.linalg.LinAlgError, FloatingPointError, ValueError):
+        return None
+    return res if np.isfinite(res[0]) and np.all(np.isfinite(res[1])) else None
 
 
 def _steps(model, x) -> np.ndarray:
@@ -163,17 +140,14 @@ def _fd_hessian(one, x):
 
 
 def _newton_step(model, x, H, g):
-    """−H⁻¹g if H is negative definite and the step stays inside the bounds, else None."""
+    """−H⁻¹g if H is negative definite, else None (θ's sign is free: Λ and −Λ give the
+    same likelihood, and the signs are made canonical at the end)."""
     try:
         np.linalg.cholesky(-H)
     except np.linalg.LinAlgError:
         return None
     step = np.linalg.solve(-H, g)
-    lower, _ = model.theta_bounds()
-    th = x[model.p + model.n_extra:] + step[model.p + model.n_extra:]
-    if np.any(th < lower) or not np.all(np.isfinite(step)):
-        return None
-    return step
+    return step if np.all(np.isfinite(step)) else None
 
 
 # --- adaptive quadrature ----------------------------------------------------------------------

@@ -146,7 +146,9 @@ class OneFactor:
         self.ia, self.ib = np.triu_indices(self.k)
         self.zz = self.z[:, self.ia] * self.z[:, self.ib]
         self.linear = all(isinstance(s, (Identity, Independent, Unstructured)) for s in t.structures)
+        self.ones = self.k == 1 and bool(np.all(self.z == 1.0))
         self._u = None           # warm start of the modes
+        self._last = None        # (x, GroupModes) of the last evaluation: the next modes are predicted
 
     # --- parameters ---------------------------------------------------------------------
     def unpack(self, x):
@@ -191,8 +193,11 @@ class OneFactor:
         k = self.k
         cols = np.empty((self.n, 1 + k + len(self.ia)))
         cols[:, 0] = ll
-        cols[:, 1:1 + k] = d1[:, None] * self.z
-        cols[:, 1 + k:] = w[:, None] * self.zz
+        if self.ones:
+            cols[:, 1], cols[:, 2] = d1, w
+        else:
+            cols[:, 1:1 + k] = d1[:, None] * self.z
+            cols[:, 1 + k:] = w[:, None] * self.zz
         s = self.gsum(cols)
         A = np.empty((self.G, k, k))
         A[:, self.ia, self.ib] = s[:, 1 + k:]
@@ -207,11 +212,16 @@ class OneFactor:
         """û_g for every group by Newton steps, step-halving group by group."""
         fam, y = self.family, self.y
         u = np.zeros((self.G, self.k)) if u0 is None else u0.copy()
-        eta = self._eta(eta0, lam, u)
-        ll, d1, d2 = fam.derivs(y, eta, xi)
-        w = np.maximum(-d2, 0.0)
-        llg, a, A = self._sums(ll, d1, w)
-        obj = llg - 0.5 * np.sum(u * u, axis=1)
+        for _ in range(2):
+            eta = self._eta(eta0, lam, u)
+            ll, d1, d2 = fam.derivs(y, eta, xi)
+            w = np.maximum(-d2, 0.0)
+            llg, a, A = self._sums(ll, d1, w)
+            obj = llg - 0.5 * np.sum(u * u, axis=1)
+            bad = ~(np.isfinite(obj) & np.all(np.isfinite(a), axis=1))
+            if not bad.any():
+                break
+            u[bad] = 0.0        # a start where the density underflows: from zero there
         converged, it = False, 0
         for it in range(1, max_iter + 1):
             H = self._penalized(A, lam)
@@ -226,7 +236,7 @@ class OneFactor:
                 llg_n, a_n, A_n = self._sums(ll_n, d1_n, w_n)
                 obj_n = llg_n - 0.5 * np.sum(u_new * u_new, axis=1)
                 bad = ~(np.isfinite(obj_n) & (obj_n >= obj - 1e-12 * (1 + np.abs(obj))))
-                if not bad.any():
+                if not bad.any() or np.all(step[bad] == 0.0):
                     break
                 step[bad] *= 0.5
                 step[step < 1e-10] = 0.0
@@ -242,17 +252,35 @@ class OneFactor:
     def modes_at(self, x) -> GroupModes:
         beta, zxi, theta = self.unpack(x)
         m = self.modes(self.model.offset + self.X @ beta, self.term.lam(theta),
-                       self.family.from_opt(zxi), self._warm())
+                       self.family.from_opt(zxi), self._predict(x))
         if np.all(np.isfinite(m.u)):
-            self._u = m.u
+            self._u, self._last = m.u, (np.array(x, dtype=float), m)
         return m
+
+    def _predict(self, x):
+        """Modes at x to first order from the last ones: û + H⁻¹ r with r the change of
+        ∇_u g (implicit function theorem); the change in ξ is left out."""
+        if self._last is None:
+            return self._warm()
+        x0, m = self._last
+        b0, _, t0 = self.unpack(x0)
+        b1, _, t1 = self.unpack(x)
+        lam0 = self.term.lam(t0)
+        dL = self.term.lam(t1) - lam0
+        deta = self.X @ (b1 - b0) + (self._eta(0.0, dL, m.u) if np.any(dL) else 0.0)
+        r = m.a @ dL - self.gsum((m.w * deta)[:, None] * self.z) @ lam0
+        du = np.einsum("gab,gb->ga", m.Hinv, r)
+        u = m.u + du
+        return u if np.all(np.isfinite(u)) else self._warm()
 
     def _warm(self):
         return self._u if self._u is not None and np.all(np.isfinite(self._u)) else None
 
     # --- Laplace ----------------------------------------------------------------------------
-    def laplace(self, x: np.ndarray) -> tuple[float, np.ndarray]:
-        """Laplace log likelihood and its exact gradient in x."""
+    def laplace(self, x: np.ndarray, hessian: bool = False):
+        """Laplace log likelihood and its exact gradient in x; with ``hessian`` also the
+        Hessian of the profiled part max_u{Σℓ − ½‖u‖²} (exact, from ℓ′ and ℓ″ only), which
+        differs from the Laplace Hessian by the curvature of −½ log|H|: a Newton matrix."""
         beta, zxi, theta = self.unpack(x)
         xi = self.family.from_opt(zxi)
         lam = self.term.lam(theta)
@@ -271,10 +299,42 @@ class OneFactor:
              + 0.5 * np.einsum("gab,bc,gc,gd->ad", A, lam, s, u))
         g_theta = np.einsum("lab,ab->l", self.dlam(theta), M)
         g_xi = np.zeros(self.e)
+        dd1 = xx = None
         if self.e:
-            dll, dd1, dd2, _ = xi_partials(fam, self.y, m.eta, zxi)
+            dll, dd1, dd2, xx = xi_partials(fam, self.y, m.eta, zxi, second=hessian)
             g_xi = np.array([np.sum(dll[c] - 0.5 * e * dd1[c] + 0.5 * h * dd2[c]) for c in range(self.e)])
-        return m.laplace, np.concatenate([g_beta, g_xi, g_theta])
+        grad = np.concatenate([g_beta, g_xi, g_theta])
+        if not hessian:
+            return m.laplace, grad
+        return m.laplace, grad, self._profiled_hessian(m, theta, lam, dd1, xx)
+
+    def _profiled_hessian(self, m: GroupModes, theta, lam, dd1, xx) -> np.ndarray:
+        """∇²P = g_ψψ + Σ_g g_ψu H_g⁻¹ g_uψ for P(ψ) = max_u g(ψ, u), g = Σℓ − ½‖u‖²."""
+        p, e, nt, k, X, z = self.p, self.e, self.nt, self.k, self.X, self.z
+        d = p + e + nt
+        u, a, A, w = m.u, m.a, m.A, m.w
+        dl = self.dlam(theta)
+        R = self.gsum((w[:, None] * X)[:, :, None] * z[:, None, :])          # (G, p, k) Σ w x zᵀ
+        v = np.einsum("lab,gb->gla", dl, u)                                  # (G, nθ, k) ∂Λ/∂θ_l u_g
+        Hpp = np.zeros((d, d))
+        Gu = np.zeros((self.G, d, k))
+        Hpp[:p, :p] = -(X.T @ (X * w[:, None]))
+        Hpp[:p, p + e:] = -np.einsum("gpk,glk->pl", R, v)
+        Hpp[p + e:, p + e:] = -np.einsum("gla,gab,gmb->lm", v, A, v)
+        d2l = self.d2lam(theta)
+        if d2l is not None:
+            Hpp[p + e:, p + e:] += np.einsum("ga,lmab,gb->lm", a, d2l, u)
+        Gu[:, :p, :] = -(R @ lam)
+        Gu[:, p + e:, :] = -np.einsum("gla,gab,bc->glc", v, A, lam) + np.einsum("lba,gb->gla", dl, a)
+        for c in range(e):
+            F = self.gsum(dd1[c][:, None] * z)                                # (G, k)
+            Hpp[:p, p + c] = X.T @ dd1[c]
+            Hpp[p + c, p + e:] = np.einsum("ga,gla->l", F, v)
+            for c2 in range(e):
+                Hpp[p + c, p + c2] = np.sum(xx[c][c2])
+            Gu[:, p + c, :] = F @ lam
+        Hpp = np.triu(Hpp) + np.triu(Hpp, 1).T
+        return Hpp + np.einsum("gda,gab,gfb->df", Gu, m.Hinv, Gu)
 
     # --- fixed-node quadrature ----------------------------------------------------------------
     def quadrature(self, x, nodes, logw, m, C, logdet_c: float, derivatives: int = 2):
@@ -320,18 +380,19 @@ class OneFactor:
         if derivatives < 2:
             return Q, grad, None, P, U
         Pi = P[refs]
-        D = np.empty((n, M, d))
-        D[:, :, :p] = self.X[:, None, :]
-        D[:, :, p:p + e] = 0.0
-        D[:, :, p + e:] = Dth
-        Wt = (Pi * d2)[:, :, None] * D
-        H = Wt.reshape(-1, d).T @ D.reshape(-1, d)
+        H = np.zeros((d, d))
+        c2 = np.einsum("ij,ij->i", Pi, d2)                                # Σ_j P ℓ″ per row
+        H[:p, :p] = self.X.T @ (self.X * c2[:, None])
+        PD = (Pi * d2)[:, :, None] * Dth                                     # (n, M, nθ)
+        H[:p, p + e:] = self.X.T @ PD.sum(1)
+        H[p + e:, p + e:] = np.einsum("ijl,ijm->lm", PD, Dth)
         for c in range(e):
-            cross = np.einsum("ij,ijd->d", Pi * dd1[c], D)
-            H[p + c, :] += cross
-            H[:, p + c] += cross
-            for c2 in range(e):
-                H[p + c, p + c2] += np.sum(Pi * xx[c][c2])
+            q = Pi * dd1[c]
+            H[:p, p + c] = self.X.T @ q.sum(1)
+            H[p + c, p + e:] = np.einsum("ij,ijl->l", q, Dth)
+            for c3 in range(e):
+                H[p + c, p + c3] = np.sum(Pi * xx[c][c3])
+        H = np.triu(H) + np.triu(H, 1).T
         d2l = self.d2lam(theta)
         if d2l is not None:
             dd = np.einsum("lmab,gjb->gjlma", d2l, U)
