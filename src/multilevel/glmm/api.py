@@ -156,8 +156,20 @@ def _check_levels(design, method: str, points: int) -> None:
         keys = sorted({eq.group_key for eq in design.equations}, key=len)
         crossed = any(eq.names[0].startswith("R.") for eq in design.equations) or any(
             b[:len(a)] != a for a, b in zip(keys[:-1], keys[1:]))
-        what = "crossed random effects" if crossed else "more than one level of random effects"
-        raise SpecError(f"intmethod({method}) with {what} is not available; use intmethod(laplace)")
+        if crossed:
+            raise SpecError(f"intmethod({method}) with crossed random effects is not available; "
+                            "use intmethod(laplace)")
+        from .nested import NestedIntegrator, nesting
+
+        levels = nesting(terms)
+        if levels is None:
+            raise SpecError(f"intmethod({method}) with random slopes at more than one nested level is "
+                            "not available; use intmethod(laplace)")
+        if method == "mcaghermite":
+            raise SpecError("intmethod(mcaghermite) with nested levels is not available; use "
+                            "intmethod(mvaghermite) (the default) or intmethod(laplace)")
+        NestedIntegrator(levels, points)      # says how many node combinations it would need
+        return
     product_rule(points, terms[0].k)
 
 

@@ -24,6 +24,7 @@ import numpy as np
 from ..lmm.model import _offsets, equation_blocks
 from ..lmm.terms import make_terms
 from .pirls import PenalizedSystem, pirls
+from .nested import NestedIntegrator, nesting
 from .quadrature import GroupIntegrator
 
 METHODS = ("laplace", "mcaghermite", "mvaghermite", "ghermite")
@@ -57,6 +58,11 @@ class GeneralizedLinearMixedModel:
         self.points = points
         self.integrator = GroupIntegrator(self.terms[0], points) \
             if self.method != "laplace" and len(self.terms) == 1 else None
+        self.nested = None
+        if self.method in ("mvaghermite", "ghermite") and len(self.terms) > 1:
+            levels = nesting(self.terms)
+            if levels is not None:
+                self.nested = NestedIntegrator(levels, points, adaptive=self.method != "ghermite")
         self._u = None  # warm start for PIRLS
         self.n_extra = family.n_extra
 
@@ -97,6 +103,8 @@ class GeneralizedLinearMixedModel:
         """The approximate marginal log likelihood at (β, ξ in Stata's metric, θ)."""
         method = method or self.method
         m = self.modes(beta, xi, theta)
+        if method != "laplace" and self.nested is not None:
+            return self._nested_loglik(beta, xi, theta, m)
         if method == "laplace" or self.integrator is None:
             return m.laplace
         lam = self.lambdas(theta)[0]
@@ -110,6 +118,31 @@ class GeneralizedLinearMixedModel:
         if method == "ghermite":
             return self.integrator.non_adaptive(eta0, lam, ll)
         return self.integrator.mean_variance(eta0, lam, m, ll)[0]
+
+    def _nested_loglik(self, beta, xi, theta, m) -> float:
+        """Level-by-level adaptive quadrature (:mod:`.nested`), started at the joint modes with
+        each effect's conditional curvature 1 + λ²Σ w z²."""
+        lams = self.lambdas(theta)
+        by_term = {id(t): (u[:, 0], lam[0, 0]) for t, u, lam in zip(self.terms, self.system.split(m.u), lams)}
+        _, _, d2 = self.family.derivs(self.y, m.eta, xi)
+        w = np.maximum(-d2, 0.0)
+
+        def start():
+            levels = [t for t, _ in self.nested.levels]
+            us = [by_term[id(t)][0] for t in levels]
+            lam = [by_term[id(t)][1] for t in levels]
+            H_diag = [1 + lam[l] ** 2 * np.bincount(t.refs, weights=w * t.z[:, 0] ** 2, minlength=t.n_groups)
+                      for l, t in enumerate(levels)]
+            H_anc = [{a: lam[l] * lam[a] * np.bincount(t.refs, weights=w * t.z[:, 0] * levels[a].z[:, 0],
+                                                       minlength=t.n_groups) for a in range(l)}
+                     for l, t in enumerate(levels)]
+            return self.nested.start(us, H_diag, H_anc)
+
+        def ll(eta):
+            return self.family.loglik(self.y[:, None], eta, xi)
+
+        level_lams = [by_term[id(t)][1] for t, _ in self.nested.levels]
+        return self.nested.loglik(self.eta0(beta), level_lams, ll, start)
 
     def beta_information(self, beta, xi, theta) -> np.ndarray:
         """Information about β with u integrated out (Laplace, log|H| held fixed):
