@@ -48,17 +48,21 @@ def optimize(model: GeneralizedLinearMixedModel, glm: GLMFit, backend: str = "nl
     A = _whitening(model, glm, first.final)
     x0 = np.concatenate([glm.beta, xi_opt])
 
-    def joint(z):
-        return model.objective(np.concatenate([x0 + A @ z[:p + e], z[p + e:]]))
+    def joint(z, method=None):
+        return model.objective(np.concatenate([x0 + A @ z[:p + e], z[p + e:]]), method=method)
 
     z0 = np.concatenate([np.zeros(p + e), first.final])
     zl = np.concatenate([np.full(p + e, -np.inf), lower])
     zu = np.concatenate([np.full(p + e, np.inf), upper])
+    n_lap = 0
+    if model.nested is not None:    # quadrature over nested levels is costly: start at the Laplace optimum
+        lap = _minimize(lambda z: joint(z, "laplace"), z0, zl, zu, backend=backend, ftol_rel=1e-10, xtol_rel=1e-7)
+        z0, n_lap = lap.final, lap.n_evals
     opt = _minimize(joint, z0, zl, zu, backend=backend, ftol_rel=FTOL, xtol_rel=1e-8)
     z = opt.final
     opt.final = np.concatenate([x0 + A @ z[:p + e], z[p + e:]])
     opt.initial = np.concatenate([x0, first.initial])
-    opt.n_evals += first.n_evals
+    opt.n_evals += first.n_evals + n_lap
     return opt, A
 
 

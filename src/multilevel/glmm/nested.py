@@ -138,7 +138,7 @@ class NestedIntegrator:
         if not self.adaptive:
             loc = [np.zeros((t.n_groups, self.M ** l)) for l, (t, _) in enumerate(self.levels)]
             return self.integrate(eta0, lams, loglik, loc, [np.ones_like(m) for m in loc])[0]
-        loc, scale = start()
+        loc, scale = start()      # fresh each time: warm starts from other parameters can collapse
         value = -np.inf
         for _ in range(max_iter):
             value, post, V = self.integrate(eta0, lams, loglik, loc, scale)
