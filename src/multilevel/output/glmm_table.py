@@ -12,7 +12,7 @@ from scipy import special
 
 from .rows import equation_rows
 from .stata_fmt import fmt_f, fmt_g
-from .stata_table import LINE, _factor_parts, _group_levels, _pair, _right, abbreviate, lr_line
+from .stata_table import LINE, _group_levels, _pair, _right, abbreviate, factor_rows, lr_line
 
 SEP = "-" * 13 + "+" + "-" * 64
 EFORM = {"or": "Odds ratio", "irr": "IRR", "eform": "exp(b)"}
@@ -59,18 +59,11 @@ def coefficient_rows(res, eform: str | None) -> list[str]:
     lvl = f"{res.level:g}"
     lines = [LINE, f"{abbreviate(res.depvar, 12):>12} | {head:>11}  Std. err.      z    P>|z|     "
              f"[{lvl}% conf. interval]", SEP]
-    previous = None
-    for name, row in fe.iterrows():
-        group, label = _factor_parts(name)
-        if group != previous and (group or previous) and len(lines) > 3:
-            lines.append(f"{'':12} |")
-        if group and group != previous:
-            lines.append(f"{abbreviate(group, 12):>12} |")
-        previous = group
+    for (before, text), (_, row) in zip(factor_rows(fe.index), fe.iterrows()):
+        lines += before
         est, se, lo, hi = row.estimate, row.se, row.ci_lower, row.ci_upper
         if eform:
             est, se, lo, hi = np.exp(est), np.exp(est) * se, np.exp(lo), np.exp(hi)
-        text = f"{label:>11}  |" if group else f"{abbreviate(label, 12):>12} |"
         lines.append(text + f"  {fmt_g(est)}  {fmt_g(se)}{fmt_f(row.z, 9, 2)}{fmt_f(row.p, 8, 3)}"
                             f"    {fmt_g(lo)}   {fmt_g(hi)}")
     lines += [f"{abbreviate(n, 12):>12} |          0  (omitted)" for n in res.fixed.omitted]

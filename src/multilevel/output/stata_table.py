@@ -114,20 +114,28 @@ def coefficient_table(res, dftable: str = "default") -> list[str]:
         n, var = res.clusters
         note = f"(Std. err. adjusted for {n:,} clusters in {var})"
         lines[:1] = [f"{note:>78}", LINE, f"{'':13}|{'':15}Robust"]
-    previous_group = None
-    for name, row in fe.iterrows():
-        group, label = _factor_parts(name)
-        if group != previous_group and (group or previous_group) and len(lines) > 3:
-            lines.append(f"{'':12} |")
-        if group and group != previous_group:
-            lines.append(f"{abbreviate(group, 12):>12} |")
-        previous_group = group
-        text = f"{label:>11}  |" if group else f"{abbreviate(label, 12):>12} |"
+    for (before, text), (_, row) in zip(factor_rows(fe.index), fe.iterrows()):
+        lines += before
         lines.append(text + f"  {fmt_g(row.estimate)}  {fmt_g(row.se)}" + row_text(row))
     for name in res.fixed.omitted:
         lines.append(f"{abbreviate(name, 12):>12} |          0  (omitted)")
     lines.append(LINE)
     return lines
+
+
+def factor_rows(names):
+    """For each coefficient, the lines to print before its row (a blank line and the factor's
+    header, as Stata groups factor levels) and the row's label column."""
+    previous = None
+    for i, name in enumerate(names):
+        group, label = _factor_parts(name)
+        before = []
+        if group != previous and (group or previous) and i > 0:
+            before.append(f"{'':12} |")
+        if group and group != previous:
+            before.append(f"{abbreviate(group, 12):>12} |")
+        previous = group
+        yield before, (f"{label:>11}  |" if group else f"{abbreviate(label, 12):>12} |")
 
 
 def _factor_parts(name: str) -> tuple[str | None, str]:
