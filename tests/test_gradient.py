@@ -15,21 +15,40 @@ MODELS = [("pig.csv", "mixed weight week || id:"),
           ("pig.csv", "mixed weight week || id: week, cov(un) reml"),
           ("sleepstudy.csv", "mixed Reaction Days || Subject: Days, cov(exchangeable) reml"),
           ("sleepstudy.csv", "mixed Reaction i.Days || Subject: Days, reml"),
-          ("ovary.csv", "mixed follicles sin1 cos1 || mare: sin1, residuals(ar 1, t(time))")]
+          ("ovary.csv", "mixed follicles sin1 cos1 || mare: sin1, residuals(ar 1, t(time))"),
+          # several terms: crossed, nested, vector-valued terms at two grouping factors
+          ("penicillin.csv", "mixed diameter || _all: R.plate || _all: R.sample"),
+          ("penicillin.csv", "mixed diameter || _all: R.plate || _all: R.sample, reml"),
+          ("pastes.csv", "mixed strength || batch: || cask:, reml"),
+          ("sleepstudy.csv", "mixed Reaction Days || Subject: Days, cov(un) || weekday: Days, cov(un)"),
+          ("sleepstudy.csv", "mixed Reaction Days || weekday: Days, cov(un) || Subject: Days, cov(un) reml")]
+
+
+def _load(dataset):
+    data = load_data(dataset)
+    if "Days" in data:  # a second, crossed grouping factor with a slope
+        data = data.assign(weekday=data["Days"] % 7 + 3 * (data.index % 2))
+    return data
 
 
 @pytest.mark.parametrize("dataset,command", MODELS)
 def test_gradient_matches_differences(dataset, command):
-    model = LinearMixedModel(build(parse(command), load_data(dataset)), reml=" reml" in command)
+    model = LinearMixedModel(build(parse(command), _load(dataset)), reml=" reml" in command)
     assert gradient.available(model)
     theta = model.theta_start() * 0.7 + 0.1
+    _check(model, theta)
+    if len(model.terms) > 1:  # the first parameter on its boundary (a singular Λ for a vector term)
+        theta[0] = 0.0
+        _check(model, theta)
+
+
+def _check(model, theta, h=1e-5):
     got = gradient.deviance_gradient(model, model.factor(theta))
-    h = 1e-4
     num = [(model.objective(theta + h * e) - model.objective(theta - h * e)) / (2 * h) for e in np.eye(len(theta))]
     np.testing.assert_allclose(got, num, rtol=1e-6, atol=1e-6)
 
 
-def test_not_available_for_crossed_models():
-    model = LinearMixedModel(build(parse("mixed diameter || _all: R.plate || _all: R.sample"),
-                                   load_data("penicillin.csv")))
+def test_not_available_for_several_terms_with_a_residual_structure():
+    model = LinearMixedModel(build(parse("mixed follicles sin1 || _all: R.mare || time:, residuals(exchangeable)"),
+                                   load_data("ovary.csv")))
     assert not gradient.available(model)

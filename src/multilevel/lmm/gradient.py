@@ -1,6 +1,6 @@
-"""Analytic gradient of the profiled deviance for a model with one random-effects term.
+"""Analytic gradient of the profiled deviance.
 
-With M_g = ΛᵀA_gΛ + I per group (A_g = Z_gᵀZ_g), the spherical modes u_g, β̂, and
+One random-effects term (group-local formulas): with M_g = ΛᵀA_gΛ + I per group (A_g = Z_gᵀZ_g), the spherical modes u_g, β̂, and
 s_g = Z_gᵀ(y − Xβ̂ − Z_gΛu_g), for each θ_i with D = ∂Λ/∂θ_i:
 
 - ∂ log|L_Z|² = 2 tr(D · Σ_g (M_g⁻¹ΛᵀA_g)ᵀ)   (from tr(M⁻¹ dM), dM = DᵀAΛ + ΛᵀAD);
@@ -10,22 +10,29 @@ s_g = Z_gᵀ(y − Xβ̂ − Z_gΛu_g), for each θ_i with D = ∂Λ/∂θ_i:
 
 and the deviance gradient is ∂log|L_Z|² [+ ∂log|R_X|²] + ν ∂r²/r² (Bates et al. 2015, JSS
 67(1) eqs. 34, 41 differentiated).  Each evaluation is O(G k² p), vectorized over groups.
+Several terms (nested or crossed): :func:`_pieces_multi`, from the diagonal blocks of the
+inverse penalized system.
 """
 from __future__ import annotations
 
 import numpy as np
+from scipy import sparse
 
 from ..linalg import batched
 from .model import Factor, LinearMixedModel
 
 
 def available(model: LinearMixedModel) -> bool:
-    """One random-effects term, no cluster weights, and no residual structure other than
-    AR(1)/exponential (whose R_j is positive definite for every φ).  There the θ part
-    is analytic on the whitened cross-products and the few residual parameters φ are
-    differenced (each costs one factorization, O(groups) on the AR(1) path)."""
-    smooth = model.residual is None or model._markov is not None  # AR(1)-type: R always positive definite
-    return len(model.terms) == 1 and model._group_w is None and smooth
+    """No cluster weights, and either one random-effects term with no residual structure other
+    than AR(1)/exponential (whose R_j is positive definite for every φ), or several terms with
+    independent residuals.  With a residual structure the θ part is analytic on the whitened
+    cross-products and the few residual parameters φ are differenced (each costs one
+    factorization, O(groups) on the AR(1) path)."""
+    if model._group_w is not None or not model.terms:
+        return False
+    if len(model.terms) > 1:
+        return model.residual is None
+    return model.residual is None or model._markov is not None  # AR(1)-type: R always positive definite
 
 
 def _phi_differences(fun, theta: np.ndarray, model: LinearMixedModel, step: float = 1e-6) -> np.ndarray:
@@ -40,9 +47,9 @@ def _phi_differences(fun, theta: np.ndarray, model: LinearMixedModel, step: floa
     return out
 
 
-def _dlambdas(model: LinearMixedModel, theta: np.ndarray, h: float = 1e-6) -> np.ndarray:
-    """∂Λ/∂θ_i for every i (exact for the linear structures; central differences otherwise)."""
-    term = model.terms[0]
+def _dlambdas(term, theta: np.ndarray, h: float = 1e-6) -> np.ndarray:
+    """∂Λ/∂θ_i of one term for each of its θ_i (exact for the linear structures; central
+    differences otherwise)."""
     out = np.empty((len(theta), term.k, term.k))
     for i in range(len(theta)):
         e = np.zeros(len(theta))
@@ -51,9 +58,17 @@ def _dlambdas(model: LinearMixedModel, theta: np.ndarray, h: float = 1e-6) -> np
     return out
 
 
-def pieces(model: LinearMixedModel, f: Factor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(∂ log|L_Z|², ∂ log|R_X|², ∂ r²) with respect to the random-effects θ at the factor f
-    (the cross-products are the whitened ones when there is a residual structure)."""
+def pieces(model: LinearMixedModel, f: Factor) -> tuple[np.ndarray, np.ndarray]:
+    """(∂ log|L_Z|² [+ ∂ log|R_X|² for REML], ∂ r²) with respect to the random-effects θ at the
+    factor f (the cross-products are the whitened ones when there is a residual structure)."""
+    if len(model.terms) > 1:
+        return _pieces_multi(model, f)
+    g_logdet, g_logx, g_r2 = _pieces_one(model, f)
+    return g_logdet + (g_logx if model.reml else 0.0), g_r2
+
+
+def _pieces_one(model: LinearMixedModel, f: Factor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One term: (∂ log|L_Z|², ∂ log|R_X|², ∂ r²), group-local formulas of the module docstring."""
     theta = f.theta[:model.residual_slice.start]
     lam = model.terms[0].lam(theta)
     A = model.A11                                       # (G, k, k)
@@ -67,7 +82,7 @@ def pieces(model: LinearMixedModel, f: Factor) -> tuple[np.ndarray, np.ndarray, 
     AL = A @ lam                                        # A_g Λ
     W = Minv @ lam.T @ A                                # M⁻¹ΛᵀA
     s = Cy - CX @ beta - (AL @ u[:, :, None])[..., 0]   # Z_gᵀ r_g
-    D = _dlambdas(model, theta)
+    D = _dlambdas(model.terms[0], theta)
     g_logdet = 2 * np.einsum("iab,ba->i", D, W.sum(axis=0))
     g_r2 = -2 * np.einsum("iab,ab->i", D, np.einsum("ga,gb->ab", s, u))
     g_logx = np.zeros(len(theta))
@@ -84,8 +99,8 @@ def pieces(model: LinearMixedModel, f: Factor) -> tuple[np.ndarray, np.ndarray, 
 
 def deviance_gradient(model: LinearMixedModel, f: Factor) -> np.ndarray:
     """∇_θ of the profiled deviance (ML or REML); residual parameters by differences."""
-    g_logdet, g_logx, g_r2 = pieces(model, f)
-    grad = g_logdet + (g_logx if model.reml else 0.0) + model.dof * g_r2 / f.pwrss
+    g_det, g_r2 = pieces(model, f)
+    grad = g_det + model.dof * g_r2 / f.pwrss
     if model.residual is None:
         return grad
     return np.concatenate([grad, _phi_differences(model.objective, f.theta.copy(), model)])
@@ -95,11 +110,96 @@ def loglik_gradient(model: LinearMixedModel, theta: np.ndarray, sigma2: float) -
     """∇ of ℓ(θ, σ²) = −½[log|L_Z|² (+ log|R_X|²) + ν log 2πσ² + r²/σ²] (β profiled out;
     residual-structure parameters by central differences)."""
     f = model.factor(theta)
-    g_logdet, g_logx, g_r2 = pieces(model, f)
-    d_theta = -0.5 * (g_logdet + (g_logx if model.reml else 0.0) + g_r2 / sigma2)
+    g_det, g_r2 = pieces(model, f)
+    d_theta = -0.5 * (g_det + g_r2 / sigma2)
     d_sigma2 = -0.5 * (model.dof / sigma2 - f.pwrss / sigma2 ** 2)
     if model.residual is not None:  # a wider step: this gradient is itself differenced for the Hessian
         d_phi = _phi_differences(lambda t: model.loglik_at(model.factor(t), sigma2), np.asarray(theta, float),
                                  model, step=1e-4)
         d_theta = np.concatenate([d_theta, d_phi])
     return np.append(d_theta, d_sigma2)
+
+
+def _pieces_multi(model: LinearMixedModel, f: Factor) -> tuple[np.ndarray, np.ndarray]:
+    """Several terms: (∂ log|Ω|, ∂ r²) where Ω is the penalized system of the random effects
+    (ML: V = ΛᵀZᵀZΛ + I) or of the random and fixed effects (REML).
+
+    With Λ_t invertible, GΛ = I − Ω⁻¹ for G = Ω⁻¹[ΛᵀZᵀZ; XᵀZ] gives, per term t with G_t groups,
+    B_t = Σ_g [Ω⁻¹]_gg and U_t = Σ_g u_g u_gᵀ (spherical modes, Λ_tᵀ Z_gᵀr = u_g):
+
+    - ∂ log|Ω| = 2 tr((G_t I − B_t) Λ_t⁻¹ D),   ∂ r² = −2 tr(Λ_t⁻¹ D U_t),   D = ∂Λ_t/∂θ_i.
+
+    B_t needs only the diagonal blocks of Ω⁻¹: for the other terms they are blocks of
+    S = (L₂₂L₂₂ᵀ)⁻¹; for the first, Σ_g M_g⁻¹ + Σ_g Ỹ_gᵀ S Ỹ_g with Ỹ_g = L₂₁,g L₁₁,g⁻¹.  A
+    scalar term at θ_t = 0 has derivative 0 (the criterion is even in θ_t); a vector term with a
+    singular Λ_t is differenced.
+    """
+    from scipy.linalg.lapack import dpotri
+
+    theta = f.theta
+    q = model.q_rest + (model.p if model.reml else 0)  # rows of L₂₂ that belong to Ω
+    S, info = dpotri(f.L22[:q, :q], lower=1)
+    if info:
+        raise np.linalg.LinAlgError("singular penalized system")
+    x2, u1 = model.spherical(f)
+    first, G1, k1 = model.terms[0], *f.L11.shape[:2]
+    Linv = batched.tri_inverse(f.L11)                                   # (G, k, k)
+    Y = _first_term_columns(model, f, Linv, q)                          # Ỹ, (q, G·k)
+    B = [(Linv.transpose(0, 2, 1) @ Linv).sum(axis=0)
+         + np.array([[_trace_product(Y[:, a::k1], Y[:, b::k1], S) for b in range(k1)] for a in range(k1)])]
+    U = [u1.T @ u1]
+    for t, off in zip(model.terms[1:], model._rest_offsets):
+        idx = off.start + np.arange(t.n_groups) * t.k
+        B.append(np.array([[_lower(S, idx + a, idx + b).sum() for b in range(t.k)] for a in range(t.k)]))
+        u = x2[off].reshape(t.n_groups, t.k)
+        U.append(u.T @ u)
+    g_det = np.zeros(len(theta))
+    g_r2 = np.zeros(len(theta))
+    for t, sl, Bt, Ut in zip(model.terms, model._theta_slices, B, U):
+        lam = t.lam(theta[sl])
+        diag = np.abs(np.diag(lam))
+        if np.all(diag > 1e-12 * max(1.0, diag.max())):
+            Dinv = np.linalg.solve(lam, np.eye(t.k))
+            for j, D in enumerate(_dlambdas(t, theta[sl])):
+                LD = Dinv @ D
+                g_det[sl.start + j] = 2 * np.trace((t.n_groups * np.eye(t.k) - Bt) @ LD)
+                g_r2[sl.start + j] = -2 * np.trace(LD @ Ut)
+        elif t.k > 1:  # a singular vector term: difference the two parts in its θ
+            g_det[sl], g_r2[sl] = _differenced_parts(model, theta, sl)
+    return g_det, g_r2
+
+
+def _differenced_parts(model: LinearMixedModel, theta: np.ndarray, sl: slice, h: float = 1e-6):
+    """Central differences of log|Ω| and r² over θ[sl]."""
+    out = np.empty((2, sl.stop - sl.start))
+    for j, i in enumerate(range(sl.start, sl.stop)):
+        parts = []
+        for sign in (1, -1):
+            th = theta.copy()
+            th[i] += sign * h
+            fh = model.factor(th)
+            parts.append((fh.log_det_z + (fh.log_det_x if model.reml else 0.0), fh.pwrss))
+        out[:, j] = (np.array(parts[0]) - np.array(parts[1])) / (2 * h)
+    return out[0], out[1]
+
+
+def _first_term_columns(model: LinearMixedModel, f: Factor, Linv: np.ndarray, q: int):
+    """Ỹ = L₂₁ blockdiag(L₁₁,g⁻¹) over the rows of Ω: (sparse rows of the other terms, dense X rows)."""
+    G, k, _ = Linv.shape
+    blk = sparse.csr_matrix((Linv.ravel(), model._t_indices, model._t_indptr), shape=(G * k, G * k))
+    YZ = (f.L21Z @ blk).tocsc()
+    if q == model.q_rest:
+        return YZ
+    YX = np.einsum("pga,gab->pgb", f.L21D[:model.p].reshape(model.p, G, k), Linv).reshape(model.p, G * k)
+    return sparse.vstack([YZ, sparse.csc_matrix(YX)]).tocsc()
+
+
+def _trace_product(Ya, Yb, S: np.ndarray) -> float:
+    """tr(S Ya Ybᵀ) = Σ (Ya Ybᵀ ∘ S) over the nonzeros of the sparse product (S: lower triangle)."""
+    K = (Ya @ Yb.T).tocoo()
+    return float(np.dot(K.data, _lower(S, K.row, K.col)))
+
+
+def _lower(S: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Entries of a symmetric matrix of which only the lower triangle is stored (LAPACK potri)."""
+    return S[np.maximum(rows, cols), np.minimum(rows, cols)]

@@ -217,18 +217,17 @@ class LinearMixedModel:
         md, G, k = self.A21D.shape
         L21D = batched.right_multiply(self.A21D, Tblk).reshape(md, G * k)
         if self.q_rest:
-            T = sparse.csr_matrix((Tblk.ravel(), self._t_indices, self._t_indptr),
-                                  shape=(G * k, G * k))
-            lam_t = self._rest_lambda_t(lams[1:])
-            L21Z = (lam_t[:self.q_rest, :self.q_rest] @ (self.A21Z @ T)).tocsr()
-            A22 = self._scale_rest(self._scale_rest(self.A22, lams[1:]).T, lams[1:])
+            L21Z = self._other_terms_rows(lams, Tblk)
+            M22 = self._scale_rest(self._scale_rest(self.A22, lams[1:]).T, lams[1:])
             zd = np.asarray(L21Z @ L21D.T)
-            C = np.block([[(L21Z @ L21Z.T).toarray(), zd], [zd.T, L21D @ L21D.T]])
-        else:
-            L21Z, A22, C = None, self.A22, L21D @ L21D.T
-        M22 = A22 - C
-        if self.q_rest:
+            q = self.q_rest
+            M22[:q, :q] -= (L21Z @ L21Z.T).toarray()
+            M22[:q, q:] -= zd
+            M22[q:, :q] -= zd.T
+            M22[q:, q:] -= L21D @ L21D.T
             M22[self._rest_diag, self._rest_diag] += 1.0
+        else:
+            L21Z, M22 = None, self.A22 - L21D @ L21D.T
         L22, info = dpotrf(M22, lower=1, clean=1, overwrite_a=1)
         if info:
             raise np.linalg.LinAlgError("the penalized system is not positive definite")
@@ -249,18 +248,36 @@ class LinearMixedModel:
         return Factor(theta, np.zeros((0, 0, 0)), None, np.zeros((self.p + 1, 0)), L22, 0.0,
                       2 * np.log(d[:-1]).sum(), d[-1] ** 2, self._log_det_r)
 
+    def _other_terms_rows(self, lams: list[np.ndarray], Tblk: np.ndarray) -> sparse.csr_matrix:
+        """L₂₁ rows of the other terms, Λ̃ᵀ A₂₁ T with T = blockdiag(T_g): a row and a column
+        scaling of A₂₁'s nonzeros when every term is scalar (the common crossed case)."""
+        A = self.A21Z
+        if self.terms[0].k == 1 and all(t.k == 1 for t in self.terms[1:]):
+            rows = self.__dict__.get("_a21z_rows")
+            if rows is None:
+                rows = self._a21z_rows = np.repeat(np.arange(A.shape[0]), np.diff(A.indptr))
+            scale = self._scalar_rest_scale(lams[1:])
+            return sparse.csr_matrix((A.data * scale[rows] * Tblk.ravel()[A.indices], A.indices, A.indptr),
+                                     shape=A.shape)
+        G, k = Tblk.shape[:2]
+        T = sparse.csr_matrix((Tblk.ravel(), self._t_indices, self._t_indptr), shape=(G * k, G * k))
+        lam_t = self._rest_lambda_t(lams[1:])
+        return (lam_t[:self.q_rest, :self.q_rest] @ (A @ T)).tocsr()
+
     def _scale_rest(self, A: np.ndarray, lams: list[np.ndarray]) -> np.ndarray:
         """A Λ̃ for Λ̃ = blockdiag(I_G ⊗ Λ_t over the other terms, I): tall products per term
         (a column scaling when every other term is scalar, the common crossed case)."""
         if all(t.k == 1 for t in self.terms[1:]):
-            scale = np.concatenate([np.full(t.n_groups, lam[0, 0]) for t, lam in zip(self.terms[1:], lams)]
-                                   + [np.ones(A.shape[1] - self.q_rest)])
-            return A * scale
+            return A * np.concatenate([self._scalar_rest_scale(lams), np.ones(A.shape[1] - self.q_rest)])
         out = A.copy()
         for t, lam, off in zip(self.terms[1:], lams, self._rest_offsets):
             block = A[:, off].reshape(A.shape[0] * t.n_groups, t.k)
             out[:, off] = (block @ lam).reshape(A.shape[0], t.q)
         return out
+
+    def _scalar_rest_scale(self, lams: list[np.ndarray]) -> np.ndarray:
+        """The diagonal of Λ̃ over the other terms' rows when they are all scalar."""
+        return np.concatenate([np.full(t.n_groups, lam[0, 0]) for t, lam in zip(self.terms[1:], lams)])
 
     def _rest_lambda_t(self, lams: list[np.ndarray]) -> sparse.csr_matrix:
         """Block-diagonal Λ̃ᵀ over the other terms' columns, identity on X and y."""
