@@ -129,21 +129,28 @@ def _hessian_from_gradient(model: LinearMixedModel, phi: np.ndarray, theta: np.n
                            sigma2: float) -> np.ndarray:
     """Hessian in φ from central differences of the analytic gradient.
 
-    ∇_φ ℓ = Jᵀ ∇_(θ,σ²) ℓ with J = ∂(θ, σ²)/∂φ (algebra only); differencing this gradient
-    (error ε/h) is far more accurate than differencing values (ε/h²), and includes the
-    curvature of the map φ → (θ, σ²), so it is right away from the optimum too.
+    With ψ = (θ, σ²)(φ), J = ∂ψ/∂φ and g = ∇_ψ ℓ:  ∂²ℓ/∂φ∂φᵀ = Jᵀ ∂g/∂φ + Σ_i g_i ∇²ψ_i.
+    ∂g/∂φ_j is the central difference of g along φ_j (error ε/h, far more accurate than
+    differencing values, ε/h²).  The curvature of the map (second term) is included when g is
+    not zero, so the result is right away from the optimum too (e.g. at another program's
+    stopping point).
     """
-    def grad_phi(p: np.ndarray) -> np.ndarray:
-        th, s2 = from_natural(model, p)
-        return _jacobian(model, p).T @ gradient.loglik_gradient(model, th, s2)
-
     n = len(phi)
     h = 1e-4 if model.residual is not None else 1e-5  # wider when the gradient is partly differenced
-    H = np.empty((n, n))
+    g0 = gradient.loglik_gradient(model, theta, sigma2)
+    J = _jacobian(model, phi)
+    dg = np.empty((len(g0), n))
     for j in range(n):
         e = np.zeros(n)
         e[j] = h
-        H[:, j] = (grad_phi(phi + e) - grad_phi(phi - e)) / (2 * h)
+        (t_up, s_up), (t_dn, s_dn) = from_natural(model, phi + e), from_natural(model, phi - e)
+        dg[:, j] = (gradient.loglik_gradient(model, t_up, s_up) - gradient.loglik_gradient(model, t_dn, s_dn)) / (2 * h)
+    H = J.T @ dg
+    if np.max(np.abs(g0 * np.append(theta, sigma2))) > 1e-8:  # not at a stationary point
+        for j in range(n):
+            e = np.zeros(n)
+            e[j] = h
+            H[:, j] += (_jacobian(model, phi + e) - _jacobian(model, phi - e)).T @ g0 / (2 * h)
     return (H + H.T) / 2
 
 

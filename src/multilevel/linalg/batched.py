@@ -35,6 +35,8 @@ def cholesky(M: np.ndarray) -> np.ndarray:
 def tri_inverse(L: np.ndarray) -> np.ndarray:
     """Inverse of each lower-triangular block, by forward substitution."""
     G, k, _ = L.shape
+    if k == 1:
+        return 1.0 / L
     inv = np.zeros_like(L)
     for i in range(k):
         inv[:, i, i] = 1.0 / L[:, i, i]

@@ -9,7 +9,7 @@ from ..design import Design
 from ..inference.information import delta_vcov, natural_fit
 from ..inference.results import EquationResult, FixedEffects, MixedResults
 from ..inference.tests import lr_vs_linear, ols_loglik, wald_fixed
-from ..optimize import OptSummary, minimize, minimize_with_gradient
+from ..optimize import OptSummary, minimize, minimize_scalar_with_gradient, minimize_with_gradient
 from . import gradient
 from .model import LinearMixedModel, equation_blocks
 
@@ -22,7 +22,11 @@ def optimize(model: LinearMixedModel, backend: str = "auto") -> OptSummary:
     """
     lower, upper = model.theta_bounds()
     if backend == "auto" and gradient.available(model):
-        opt = minimize_with_gradient(lambda th: _value_and_gradient(model, th), model.theta_start(), lower, upper)
+        fg = lambda th: _value_and_gradient(model, th)  # noqa: E731
+        if model.n_theta == 1:
+            opt = minimize_scalar_with_gradient(fg, model.theta_start()[0], lower[0], upper[0])
+        else:
+            opt = minimize_with_gradient(fg, model.theta_start(), lower, upper)
         if not opt.converged:
             polish = minimize(model.objective, opt.final, lower, upper, backend="nlopt")
             polish.fitlog[:0] = opt.fitlog

@@ -77,6 +77,10 @@ def _pieces_one(model: LinearMixedModel, f: Factor) -> tuple[np.ndarray, np.ndar
     CX, Cy = C[:p].transpose(1, 2, 0), C[p]             # (G, k, p), (G, k)
     x2, u = model.spherical(f)
     beta = x2[model.q_rest:]
+    if lam.shape == (1, 1) and not model.reml:          # a scalar term: the blocks are numbers
+        a, l2, d = A[:, 0, 0], f.L11[:, 0, 0] ** 2, _dlambdas(model.terms[0], theta)[:, 0, 0]
+        s = Cy[:, 0] - CX[:, 0] @ beta - a * lam[0, 0] * u[:, 0]
+        return 2 * d * np.sum(lam[0, 0] * a / l2), np.zeros(1), -2 * d * np.dot(s, u[:, 0])
     Linv = batched.tri_inverse(f.L11)                   # (G, k, k)
     Minv = Linv.transpose(0, 2, 1) @ Linv
     AL = A @ lam                                        # A_g Λ

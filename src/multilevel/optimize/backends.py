@@ -80,6 +80,57 @@ def minimize_with_gradient(fg, x0: np.ndarray, lower: np.ndarray, upper: np.ndar
     return _finish(summary, lower)
 
 
+def minimize_scalar_with_gradient(fg, x0: float, lower: float, upper: float, gtol: float = 1e-9,
+                                  xtol: float = 1e-12, max_evals: int = 200) -> OptSummary:
+    """One parameter: safeguarded secant (Newton with a secant second derivative) on the
+    derivative inside a shrinking bracket, bisection when the step leaves it.
+
+    Superlinear, about half the evaluations of L-BFGS-B on the one-parameter profiled
+    deviance of a random-intercept model, and without its per-iteration overhead.
+    Stops at |f'| ≤ gtol, or when the bracket is narrower than xtol (relative).
+    """
+    summary = OptSummary(backend="secant", initial=np.array([x0], dtype=float))
+
+    def ev(x: float) -> tuple[float, float]:
+        value, grad = fg(np.array([x]))
+        summary.fitlog.append((np.array([x]), float(value)))
+        return (float(value), float(grad[0])) if np.isfinite(value) else (np.inf, np.nan)
+
+    lo, hi = float(lower), float(upper)
+    x = min(max(float(x0), lo), hi)
+    v, g = ev(x)
+    prev = None
+    summary.return_code = "MAXEVAL_REACHED"
+    while len(summary.fitlog) < max_evals:
+        if abs(g) <= gtol:
+            summary.return_code, summary.converged = "GTOL_REACHED", True
+            break
+        if g > 0:
+            hi = x
+        else:
+            lo = x
+        if hi - lo <= xtol * (1 + abs(x)):
+            summary.return_code, summary.converged = "XTOL_REACHED", True
+            break
+        step = None
+        if prev is not None and prev[1] != g:
+            curvature = (g - prev[1]) / (x - prev[0])
+            if curvature > 0:
+                step = x - g / curvature
+        if step is None or not lo < step < hi:  # outside the bracket: halve it (or expand it)
+            step = (0.5 * (lo + hi) if np.isfinite(hi) else max(2 * x, x + 1.0)) if g < 0 else \
+                   (0.5 * (lo + x) if lo > 0 or x < 1e-8 else 0.25 * x)
+        prev = (x, g)
+        x = step
+        v, g = ev(x)
+        if not np.isfinite(v):  # out of the domain: retreat toward the last good point
+            x, g = prev
+            hi = min(hi, step) if step > x else hi
+            lo = max(lo, step) if step < x else lo
+            prev = None
+    return _finish(summary, np.array([lower]))
+
+
 def _finish(summary: OptSummary, lower: np.ndarray) -> OptSummary:
     """Best logged point, evaluation count and the parameters at a lower bound of 0."""
     summary.n_evals = len(summary.fitlog)
