@@ -28,6 +28,7 @@ import numpy as np
 class Identity:
     """``covariance(identity)``: Σ = s² I, one parameter."""
 
+    linear = True  # Λ is linear in θ (∂Λ/∂θ constant)
     label = "Identity"
 
     def __init__(self, k: int):
@@ -56,6 +57,7 @@ class Identity:
 class Independent:
     """``covariance(independent)``: Σ diagonal, one variance per column."""
 
+    linear = True  # Λ is linear in θ (∂Λ/∂θ constant)
     label = "Independent"
 
     def __init__(self, k: int):
@@ -87,6 +89,7 @@ class Exchangeable:
     θ = (s, ρ) relative to σ, with ρ ∈ [-1/(k-1), 1].
     """
 
+    linear = False  # Λ = s·chol(R(ρ)) is not linear in θ
     label = "Exchangeable"
 
     def __init__(self, k: int):
@@ -129,6 +132,7 @@ class Unstructured:
     (row-major over the lower triangle).
     """
 
+    linear = True  # Λ is linear in θ (∂Λ/∂θ constant)
     label = "Unstructured"
 
     def __init__(self, k: int):

@@ -47,17 +47,6 @@ def _phi_differences(fun, theta: np.ndarray, model: LinearMixedModel, step: floa
     return out
 
 
-def _dlambdas(term, theta: np.ndarray, h: float = 1e-6) -> np.ndarray:
-    """∂Λ/∂θ_i of one term for each of its θ_i (exact for the linear structures; central
-    differences otherwise)."""
-    out = np.empty((len(theta), term.k, term.k))
-    for i in range(len(theta)):
-        e = np.zeros(len(theta))
-        e[i] = h
-        out[i] = (term.lam(theta + e) - term.lam(theta - e)) / (2 * h)
-    return out
-
-
 def pieces(model: LinearMixedModel, f: Factor) -> tuple[np.ndarray, np.ndarray]:
     """(∂ log|L_Z|² [+ ∂ log|R_X|² for REML], ∂ r²) with respect to the random-effects θ at the
     factor f (the cross-products are the whitened ones when there is a residual structure)."""
@@ -78,7 +67,7 @@ def _pieces_one(model: LinearMixedModel, f: Factor) -> tuple[np.ndarray, np.ndar
     x2, u = model.spherical(f)
     beta = x2[model.q_rest:]
     if lam.shape == (1, 1) and not model.reml:          # a scalar term: the blocks are numbers
-        a, l2, d = A[:, 0, 0], f.L11[:, 0, 0] ** 2, _dlambdas(model.terms[0], theta)[:, 0, 0]
+        a, l2, d = A[:, 0, 0], f.L11[:, 0, 0] ** 2, model.terms[0].dlam(theta)[:, 0, 0]
         s = Cy[:, 0] - CX[:, 0] @ beta - a * lam[0, 0] * u[:, 0]
         return 2 * d * np.sum(lam[0, 0] * a / l2), np.zeros(1), -2 * d * np.dot(s, u[:, 0])
     Linv = batched.tri_inverse(f.L11)                   # (G, k, k)
@@ -86,7 +75,7 @@ def _pieces_one(model: LinearMixedModel, f: Factor) -> tuple[np.ndarray, np.ndar
     AL = A @ lam                                        # A_g Λ
     W = Minv @ lam.T @ A                                # M⁻¹ΛᵀA
     s = Cy - CX @ beta - (AL @ u[:, :, None])[..., 0]   # Z_gᵀ r_g
-    D = _dlambdas(model.terms[0], theta)
+    D = model.terms[0].dlam(theta)
     g_logdet = 2 * np.einsum("iab,ba->i", D, W.sum(axis=0))
     g_r2 = -2 * np.einsum("iab,ab->i", D, np.einsum("ga,gb->ab", s, u))
     g_logx = np.zeros(len(theta))
@@ -164,7 +153,7 @@ def _pieces_multi(model: LinearMixedModel, f: Factor) -> tuple[np.ndarray, np.nd
         diag = np.abs(np.diag(lam))
         if np.all(diag > 1e-12 * max(1.0, diag.max())):
             Dinv = np.linalg.solve(lam, np.eye(t.k))
-            for j, D in enumerate(_dlambdas(t, theta[sl])):
+            for j, D in enumerate(t.dlam(theta[sl])):
                 LD = Dinv @ D
                 g_det[sl.start + j] = 2 * np.trace((t.n_groups * np.eye(t.k) - Bt) @ LD)
                 g_r2[sl.start + j] = -2 * np.trace(LD @ Ut)

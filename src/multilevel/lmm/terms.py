@@ -43,6 +43,21 @@ class RandomTerm:
             out[cs, cs] = s.to_lambda(theta[ps])
         return out
 
+    def dlam(self, theta: np.ndarray, h: float = 1e-6) -> np.ndarray:
+        """∂Λ/∂θ_i for each θ_i, (n_params, k, k): central differences (exact, and computed once,
+        when every structure is linear in θ)."""
+        cached = self.__dict__.get("_dlam")
+        if cached is not None:
+            return cached
+        out = np.empty((len(theta), self.k, self.k))
+        for i in range(len(theta)):
+            e = np.zeros(len(theta))
+            e[i] = h
+            out[i] = (self.lam(theta + e) - self.lam(theta - e)) / (2 * h)
+        if all(s.linear for s in self.structures):
+            self._dlam = out
+        return out
+
     def zt_sparse(self, z: np.ndarray | None = None) -> sparse.csc_matrix:
         """The n×q matrix Z of this term (``z`` replaces the term's values, e.g. whitened)."""
         z = self.z if z is None else z
