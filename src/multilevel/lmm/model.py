@@ -191,8 +191,36 @@ class LinearMixedModel:
         return self.residual_slice.stop
 
     def theta_start(self) -> np.ndarray:
+        """Each structure's default start (θ = 1, as lme4), or the ANOVA estimate for a lone
+        random intercept (:meth:`_anova_start`)."""
+        anova = self._anova_start()
+        if anova is not None:
+            return np.array([anova])
         parts = [s.start() for t in self.terms for s in t.structures]
         return np.concatenate(parts + [self.residual.start() if self.residual else np.zeros(0)])
+
+    def _anova_start(self) -> float | None:
+        """θ₀ = σ̂_b/σ̂_w from the one-way ANOVA of the OLS residuals on the groups, for a single
+        random intercept without weights or residual structure (from the cross-products only):
+        σ̂_w² = (RSS − B)/(n − G), σ̂_b² = (B/(G − 1) − σ̂_w²)/(n/G), B = Σ_g e_g²/n_g with e_g
+        the groups' residual sums.  Near the optimum, so the optimizer needs few steps."""
+        if len(self.terms) != 1 or self.residual is not None or self._sqrt_w is not None \
+                or self.terms[0].equations[0].names != ("_cons",) or self.n_theta != 1:
+            return None
+        p, gram = self.p, self.raw_gram
+        n_g, sums = self.A11[:, 0, 0], self.A21D[:, :, 0]
+        G, n = len(n_g), float(n_g.sum())
+        try:
+            beta = np.linalg.solve(gram[:p, :p], gram[:p, p]) if p else np.zeros(0)
+        except np.linalg.LinAlgError:
+            return None
+        e = sums[p] - beta @ sums[:p]
+        between = float(np.sum(e ** 2 / n_g))
+        within = (gram[p, p] - beta @ gram[:p, p] - between) / max(n - G, 1.0)
+        if G < 2 or not within > 0:
+            return None
+        sigma2_b = (between / (G - 1) - within) / (n / G)
+        return float(np.sqrt(sigma2_b / within)) if sigma2_b > 0 else 0.1
 
     def theta_bounds(self) -> tuple[np.ndarray, np.ndarray]:
         lo, hi = self.residual.bounds() if self.residual else (np.zeros(0), np.zeros(0))

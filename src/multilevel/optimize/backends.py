@@ -117,6 +117,8 @@ def minimize_scalar_with_gradient(fg, x0: float, lower: float, upper: float, gto
             curvature = (g - prev[1]) / (x - prev[0])
             if curvature > 0:
                 step = x - g / curvature
+        if step is None and prev is None:  # first step: a small probe gives the secant its slope
+            step = x - np.sign(g) * 0.05 * max(abs(x), 0.1)
         if step is None or not lo < step < hi:  # outside the bracket: halve it (or expand it)
             step = (0.5 * (lo + hi) if np.isfinite(hi) else max(2 * x, x + 1.0)) if g < 0 else \
                    (0.5 * (lo + x) if lo > 0 or x < 1e-8 else 0.25 * x)
