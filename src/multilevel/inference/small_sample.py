@@ -12,6 +12,9 @@ samples they are designed for (n ≤ :data:`MAX_N`).
 - Kenward & Roger (1997), as pbkrtest (Halekoh & Højsgaard 2014): the
   adjusted covariance Φ_A = Φ + 2Φ[Σ W_ij (Q_ij − P_iΦP_j)]Φ and the DF of
   each coefficient (ℓ = 1) from the moment matching of the approximate F.
+
+``apply_dfmethod`` and ``ftest`` also serve the DF that need no variance
+estimates — residual, repeated and anova (ranks of the design, :mod:`.design_df`).
 """
 from __future__ import annotations
 
@@ -197,11 +200,38 @@ def parse_dfmethod(text: str) -> tuple[str, str]:
     word = head.strip().lower()
     for name in ("residual", "repeated", "anova", "satterthwaite", "kroger"):
         if name.startswith(word) and len(word) >= 3:
-            kind = opt.strip().lower() or "eim"
-            if kind not in ("eim", "oim"):
+            kind = opt.strip().lower()
+            if kind and name not in ("satterthwaite", "kroger"):
+                raise ValueError(f"dfmethod({name}) takes no options")
+            if kind not in ("", "eim", "oim"):
                 raise ValueError(f"dfmethod({name}, {kind}): use eim or oim")
-            return name, kind
-    raise ValueError(f"unknown dfmethod '{text}' (residual, satterthwaite or kroger)")
+            return name, kind or "eim"
+    raise ValueError(f"unknown dfmethod '{text}' (residual, repeated, anova, satterthwaite or kroger)")
+
+
+DESIGN_METHODS = ("residual", "repeated", "anova")  # DF from ranks of the design alone
+
+
+def design_dfs(res, method: str) -> np.ndarray:
+    """DF of each coefficient under ``residual`` (n − rank X), ``repeated`` or ``anova``."""
+    from .design_df import anova_df, repeated_df
+
+    if method == "residual":
+        return np.full(len(res.fixed.names), float(res.nobs - len(res.fixed.names)))
+    if not res.design.equations and not res.residual_rows:
+        raise ValueError(f"model is linear regression; dfmethod({method}) needs random effects "
+                         "(use dfmethod(residual)), as Stata")
+    return repeated_df(res) if method == "repeated" else anova_df(res)
+
+
+def design_f(res, idx: list[int]) -> tuple[float, float]:
+    """Wald F = βᵀL(LᵀVL)⁻¹Lᵀβ / q for the coefficients ``idx`` and their common DF as the
+    denominator DF — missing (NaN) when their DF differ, as Stata's ``test, small`` after
+    dfmethod(repeated/anova)."""
+    b, V = res.fixed.coef[idx], res.fixed.vcov[np.ix_(idx, idx)]
+    F = float(b @ np.linalg.solve(V, b)) / len(idx)
+    dfs = set(np.asarray(res.df)[idx])
+    return F, dfs.pop() if len(dfs) == 1 else float("nan")
 
 
 def apply_dfmethod(res, text: str):
@@ -214,15 +244,14 @@ def apply_dfmethod(res, text: str):
 
     method, kind = parse_dfmethod(text)
     names = res.fixed.names
-    L = np.eye(len(names))[:, [i for i, n in enumerate(names) if n != "_cons"]]
-    if method in ("repeated", "anova"):
-        raise ValueError(f"dfmethod({method}) is not implemented; use residual, satterthwaite or kroger")
-    if method == "residual":
-        ddf = res.nobs - len(names)
-        df = np.full(len(names), float(ddf))
-        F = res.wald.stat / max(res.wald.df, 1)
-        return replace(res, df_method="residual", df=tuple(df),
-                       wald=TestResult(F, res.wald.df, f_sf(F, res.wald.df, ddf), "F", ddf))
+    idx = [i for i, n in enumerate(names) if n != "_cons"]
+    L = np.eye(len(names))[:, idx]
+    if method in DESIGN_METHODS:
+        res = replace(res, df_method=method, df=tuple(float(v) for v in design_dfs(res, method)))
+        if not idx:
+            return replace(res, wald=TestResult(np.nan, 0, np.nan, "F", res.df[0]))
+        F, ddf = design_f(res, idx)
+        return replace(res, wald=TestResult(F, len(idx), f_sf(F, len(idx), ddf), "F", ddf))
     if res.method != "reml":
         raise ValueError(f"dfmethod({method}) requires REML estimation (add reml), as Stata")
     d = dense_model(res)
@@ -246,21 +275,26 @@ def apply_dfmethod(res, text: str):
 
 
 def ftest(res, names: list[str]) -> dict:
-    """F test that the named coefficients are 0 under the fit's dfmethod (Satterthwaite or KR).
+    """F test that the named coefficients are 0 under the fit's dfmethod.
 
     Returns F, numerator and denominator DF and the p-value (Stata's ``test``
-    after ``mixed, dfmethod()``).
+    after ``mixed, dfmethod()``).  Under residual, repeated and anova the
+    denominator DF is the DF the coefficients share, missing (NaN, and so the
+    p-value) when they differ, as Stata.
     """
     from .distributions import f_sf
 
     method = res.df_method
-    if method not in ("satterthwaite", "satterthwaite_eim", "kenwardroger"):
-        raise ValueError("ftest needs a fit with dfmethod(satterthwaite) or dfmethod(kroger)")
+    if not method:
+        raise ValueError("ftest needs a fit with dfmethod()")
     idx = [list(res.fixed.names).index(n) for n in names]
-    L = np.eye(len(res.fixed.names))[:, idx]
-    d = dense_model(res)
-    if method == "kenwardroger":
-        F, ddf = kenward_roger_f(d, res.fixed.coef, L)
+    if method in DESIGN_METHODS:
+        F, ddf = design_f(res, idx)
     else:
-        F, ddf = satterthwaite_f(d, res.fixed.coef, L, "eim" if method.endswith("_eim") else "oim")
+        L = np.eye(len(res.fixed.names))[:, idx]
+        d = dense_model(res)
+        if method == "kenwardroger":
+            F, ddf = kenward_roger_f(d, res.fixed.coef, L)
+        else:
+            F, ddf = satterthwaite_f(d, res.fixed.coef, L, "eim" if method.endswith("_eim") else "oim")
     return {"F": F, "ndf": len(names), "ddf": ddf, "p": f_sf(F, len(names), ddf)}

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
+
 from .rows import equation_rows, residual_row, structure_rows
 from .stata_fmt import fmt_f, fmt_g
 
@@ -44,21 +46,25 @@ def header(res) -> list[str]:
     wald = res.wald
     if res.df is not None:
         lines += _df_lines(res)
+    ll_label = "Log restricted-likelihood" if res.method == "reml" else "Log likelihood"
+    if res.vce:
+        ll_label = "Log pseudolikelihood"
+    ll_text = f"{ll_label} = {fmt_g(res.loglik, 10).strip()}"
+    if wald.kind == "F" and wald.df and np.isnan(wald.df2):
+        # no common denominator DF (dfmethod(repeated/anova) with unequal DF): Stata prints dots
+        return lines + [f"{'':48}{f'F({wald.df},':<10}.  )    =     .", f"{ll_text:<48}{'Prob > F':<18}=     ."]
     if wald.kind == "F":
         test_text, prob = f"F({wald.df}, {wald.df2:.2f})", "Prob > F"
     else:
         test_text, prob = f"Wald chi2({wald.df})", "Prob > chi2"
     lines.append(_right(test_text, fmt_f(wald.stat, 10, 2) if wald.df else "."))
-    ll_label = "Log restricted-likelihood" if res.method == "reml" else "Log likelihood"
-    if res.vce:
-        ll_label = "Log pseudolikelihood"
     p_text = fmt_f(wald.pvalue, 10, 4) if wald.df else "."
-    lines.append(_pair(f"{ll_label} = {fmt_g(res.loglik, 10).strip()}", prob, p_text))
+    lines.append(_pair(ll_text, prob, p_text))
     return lines
 
 
-DF_LABELS = {"residual": "Residual", "satterthwaite": "Satterthwaite", "satterthwaite_eim": "Satterthwaite",
-             "kenwardroger": "Kenward-Roger"}
+DF_LABELS = {"residual": "Residual", "repeated": "Repeated", "anova": "ANOVA", "satterthwaite": "Satterthwaite",
+             "satterthwaite_eim": "Satterthwaite", "kenwardroger": "Kenward-Roger"}
 
 
 def _df_lines(res) -> list[str]:
