@@ -52,3 +52,21 @@ def test_not_available_for_several_terms_with_a_residual_structure():
     model = LinearMixedModel(build(parse("mixed follicles sin1 || _all: R.mare || time:, residuals(exchangeable)"),
                                    load_data("ovary.csv")))
     assert not gradient.available(model)
+
+
+def test_a_stall_at_a_symmetric_zero_is_left():
+    """Started with θ_plate = 0 (where ∂/∂θ_plate = 0 by symmetry) L-BFGS-B cannot move it; the
+    probe restarts it and the optimum is BOBYQA's."""
+    from multilevel.lmm.fit import _leave_symmetric_zeros, _value_and_gradient
+    from multilevel.optimize import minimize, minimize_with_gradient
+
+    model = LinearMixedModel(build(parse("mixed diameter || _all: R.plate || _all: R.sample"),
+                                   load_data("penicillin.csv")))
+    lower, upper = model.theta_bounds()
+    fg = lambda th: _value_and_gradient(model, th)  # noqa: E731
+    stuck = minimize_with_gradient(fg, np.array([0.0, 1.0]), lower, upper)
+    reference = minimize(model.objective, model.theta_start(), lower, upper, backend="nlopt")
+    assert stuck.final[0] == 0.0 and stuck.fmin > reference.fmin + 1.0
+    left = _leave_symmetric_zeros(model, stuck, fg, lower, upper)
+    np.testing.assert_allclose(left.final, reference.final, rtol=1e-5)
+    assert abs(left.fmin - reference.fmin) < 1e-8
