@@ -67,6 +67,9 @@ def cluster_scores(res, clusters: np.ndarray):
     sigmas = [v for e in res.equations for _, v in _linear_basis(e)] + [res.residual_var]
     p, m = X.shape[1], len(sigmas)
     w = design.weights
+    if w is not None and w.higher:  # weights above level 1 in a model with more levels
+        from ..lmm.pseudolikelihood import cluster_scores as multilevel_scores
+        return (*multilevel_scores(res, clusters, parts, sigmas), labels)
     w1 = w.level1 if w is not None else np.ones(len(y))
     wc = w.cluster if w is not None and w.cluster is not None else np.ones(len(y))
     scores, cluster_w, H = [], [], np.zeros((p + m, p + m))
