@@ -174,10 +174,14 @@ def test_pseudo_loglik_equals_dense_formula(survey):
     assert model.loglik_at(f, s2) == pytest.approx(dense, abs=1e-8)
 
 
-def test_robust_variance_components_from_dense_scores(survey):
+@pytest.mark.parametrize("cluster", ["school", "region"])
+def test_robust_variance_components_from_dense_scores(survey, cluster):
     """The sandwich of the variance parameters from finite differences of the dense per-school
-    pseudo-likelihood (scores) and of its total (Hessian), with Stata's block-diagonal bread."""
-    res = ml.fit("mixed y x [pw=w1] || school:, pweight(w3) || class:, pweight(w2)", data=survey)
+    pseudo-likelihood (scores, summed over the schools of a cluster) and of its total (Hessian),
+    with Stata's block-diagonal bread; clusters are the schools or regions of 5 schools."""
+    survey = survey.assign(region=survey.school % 5)
+    res = ml.fit(f"mixed y x [pw=w1] || school:, pweight(w3) || class:, pweight(w2) vce(cluster {cluster})",
+                 data=survey)
     d = survey.sort_values(["school", "class"])
     psi = np.array([res.fixed.coef[1], res.fixed.coef[0], res.equations[0].cov[0, 0],
                     res.equations[1].cov[0, 0], res.residual_var])
@@ -201,7 +205,10 @@ def test_robust_variance_components_from_dense_scores(survey):
     D = np.zeros((5, 5))
     D[:2, :2] = np.linalg.inv(-H[:2, :2])
     D[2:, 2:] = -np.linalg.inv(H)[2:, 2:]
-    B = (S * w[:, None]).T @ (S * w[:, None]) * 25 / 24
+    labels = np.array([dk[cluster].iloc[0] for dk in schools])
+    Sc = np.array([(S * w[:, None])[labels == c].sum(axis=0) for c in np.unique(labels)])
+    G = len(Sc)
+    B = Sc.T @ Sc * G / (G - 1)
     se = np.sqrt(np.diag(D @ B @ D))
     np.testing.assert_allclose(res.fixed.se[::-1], se[:2], rtol=1e-4)
     np.testing.assert_allclose([res.equations[0].se[0, 0], res.equations[1].se[0, 0], res.residual_se], se[2:],
