@@ -3,7 +3,8 @@
 References: frequency weights must give the fit on the expanded data; the robust
 variance is checked against a direct computation written here from the definition
 (per-cluster scores and the Hessian by finite differences of dense per-cluster
-log likelihoods), independent of the analytic formulas in multilevel.inference.robust.
+log likelihoods, with Stata's block-diagonal model-based variance as the bread),
+independent of the analytic formulas in multilevel.inference.robust.
 """
 from __future__ import annotations
 
@@ -68,9 +69,17 @@ def _dense_sandwich(res, data, cluster):
     H = np.array([[(total(psi + h2 * (E[i] + E[j])) - total(psi + h2 * (E[i] - E[j]))
                     - total(psi - h2 * (E[i] - E[j])) + total(psi - h2 * (E[i] + E[j]))) / (4 * h2 * h2)
                    for j in range(len(psi))] for i in range(len(psi))])
-    Hinv = np.linalg.inv(H)
+    D = _stata_bread(H, 2)
     G = len(groups)
-    return Hinv @ (G / (G - 1) * scores.T @ scores) @ Hinv
+    return D @ (G / (G - 1) * scores.T @ scores) @ D
+
+
+def _stata_bread(H, p):
+    """Stata's model-based variance: (−H_ββ)⁻¹ for β and the variance block of (−H)⁻¹, no cross terms."""
+    D = np.zeros_like(H)
+    D[:p, :p] = np.linalg.inv(-H[:p, :p])
+    D[p:, p:] = -np.linalg.inv(H)[p:, p:]
+    return D
 
 
 def test_vce_robust_matches_direct_sandwich(pig):
@@ -170,8 +179,8 @@ def test_sampling_weights_maximize_the_pseudo_likelihood(pig, scale):
     h2 = 1e-4
     Hm = np.array([[(f(psi + h2 * (E[a] + E[b])) - f(psi + h2 * (E[a] - E[b])) - f(psi - h2 * (E[a] - E[b]))
                      + f(psi - h2 * (E[a] + E[b]))) / (4 * h2 * h2) for b in range(4)] for a in range(4)])
-    Hinv = np.linalg.inv(Hm)
-    V = Hinv @ (48 / 47 * S.T @ S) @ Hinv
+    D = _stata_bread(Hm, 2)
+    V = D @ (48 / 47 * S.T @ S) @ D
     np.testing.assert_allclose(res.fixed.se[::-1], np.sqrt(np.diag(V))[:2], rtol=1e-3)
     # variance SEs on the log-SD scale: se(var) = 2 var se(log sd)
     assert res.equations[0].se[0, 0] == pytest.approx(2 * res.equations[0].cov[0, 0] * np.sqrt(V[2, 2]), rel=2e-3)

@@ -65,7 +65,9 @@ def build(spec: ModelSpec, data: pd.DataFrame, extra_variables: tuple[str, ...] 
     rspec = parse_residual(spec.options["residuals"]) if spec.options.get("residuals") else None
     weight_vars = weights_design.variables(spec)
     if weight_vars and rspec is not None:
-        raise DataError("weights with residuals() are not supported yet")
+        raise DataError("weights cannot be combined with residuals(): the pseudo-likelihood weights "
+                        "conditionally independent level-1 observations, and sampling weights need "
+                        "vce(robust), which is not available with residuals()")
     extra_variables = list(extra_variables) + weight_vars
     used = ([spec.response] + fixed.variables(spec.fixed) + random.variables(spec.levels)
             + list(extra_variables) + (rspec.variables if rspec else []))
@@ -82,15 +84,8 @@ def build(spec: ModelSpec, data: pd.DataFrame, extra_variables: tuple[str, ...] 
         if not spec.levels:
             raise DataError("residuals() needs a level for its groups: add '|| group:, noconstant'")
         residual = build_residual(rspec, spec.levels[-1].group, frame)
-    top = _top_level(equations)
-    weights = weights_design.build(spec, frame, top.refs if top else None, top.label if top else None)
+    weights = weights_design.build(spec, frame, equations)
     return Design(spec, y, fx, equations, sample, residual, weights)
-
-
-def _top_level(equations: tuple[ReEquation, ...]) -> ReEquation | None:
-    """The equation of a two-level model (one grouping), for weights and pwscale()."""
-    keys = {eq.group_key for eq in equations}
-    return equations[0] if len(keys) == 1 and equations and equations[0].group_key else None
 
 
 def _response(frame: pd.DataFrame, name: str) -> np.ndarray:

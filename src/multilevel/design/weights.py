@@ -1,14 +1,16 @@
 """Weights: level-1 ``[fw=]``/``[pw=]`` and higher-level ``fweight()``/``pweight()``.
 
-Pseudo-likelihood for two-level models (Rabe-Hesketh & Skrondal 2006, JRSS A
-169; Pfeffermann et al. 1998, JRSS B 60; [ME] mixed, Survey data):
+Pseudo-likelihood (Rabe-Hesketh & Skrondal 2006, JRSS A 169; Pfeffermann et
+al. 1998, JRSS B 60; [ME] mixed, Survey data), for two levels
 
     ℓ = Σ_j w_j log ∫ Π_i f(y_ij | u_j)^{w_i|j} φ(u_j) du_j
 
 with level-1 weights w_i|j (conditional on the cluster being sampled) and
-cluster weights w_j.  Frequency weights are the special case of integer
-weights (replicated observations or clusters).  ``pwscale()`` rescales the
-level-1 weights within each cluster:
+cluster weights w_j, and recursively for more nested levels, each level's
+weights conditional on its parent being sampled (``lmm.pseudolikelihood``).
+Frequency weights are the special case of integer weights (replicated
+observations or groups).  ``pwscale()`` (two-level models only, as Stata)
+rescales the level-1 weights within each cluster:
 
 - ``size``: w*_i|j = w_i|j n_j / Σ_i w_i|j (sum to the cluster size);
 - ``effective``: w*_i|j = w_i|j Σ_i w_i|j / Σ_i w_i|j² (sum to the effective size);
@@ -30,13 +32,17 @@ class Weights:
 
     kind: str                      # "fw" or "pw"
     level1: np.ndarray             # w_i|j (ones when only cluster weights are given)
-    cluster: np.ndarray | None     # w_j of the observation's top-level cluster, or None
+    cluster: np.ndarray | None     # two-level model: w_j of the observation's cluster, or None
     cluster_level: str | None      # label of the level the cluster weights belong to
+    higher: tuple = ()             # more levels: (group key, w of the observation's group) per weighted level
 
     @property
     def total(self) -> np.ndarray:
-        """w_j w_i|j: what each observation counts for in the pseudo-likelihood."""
-        return self.level1 if self.cluster is None else self.level1 * self.cluster
+        """Product of the observation's weights at every level: what it counts for in ℓ."""
+        out = self.level1 if self.cluster is None else self.level1 * self.cluster
+        for _, w in self.higher:
+            out = out * w
+        return out
 
 
 def variables(spec) -> list[str]:
@@ -49,8 +55,8 @@ def variables(spec) -> list[str]:
     return out
 
 
-def build(spec, frame: pd.DataFrame, top_refs: np.ndarray | None, top_label: str | None) -> Weights | None:
-    """The :class:`Weights` of ``spec`` on the estimation sample, or None."""
+def build(spec, frame: pd.DataFrame, equations: tuple) -> Weights | None:
+    """The :class:`Weights` of ``spec`` on the estimation sample (random-effects ``equations``), or None."""
     level1 = spec.options.get("weight")
     levels = spec.options.get("level_weights") or {}
     if not level1 and not levels:
@@ -68,20 +74,23 @@ def build(spec, frame: pd.DataFrame, top_refs: np.ndarray | None, top_label: str
         raise DataError(f"[{kind}=] weights are not supported; use [fw=] or [pw=]")
     n = len(frame)
     w1 = _values(frame, level1[1], kind) if level1 else np.ones(n)
-    cluster = None
-    if levels:
-        (label, opts), *more = levels.items()
-        if more or label != top_label:
-            raise DataError("higher-level weights are supported at the highest level of a two-level model")
-        cluster = _values(frame, next(iter(opts.values())), kind)
-        if pd.Series(cluster).groupby(top_refs).nunique().max() > 1:
+    top = equations[0] if len({eq.group_key for eq in equations}) == 1 and equations[0].group_key else None
+    higher = []
+    for label, opts in levels.items():
+        eq = next((e for e in equations if e.label == label and e.group_key), None)
+        if eq is None:
+            raise DataError(f"weights for level '{label}': no such level with groups")
+        values = _values(frame, next(iter(opts.values())), kind)
+        if pd.Series(values).groupby(eq.refs).nunique().max() > 1:
             raise DataError(f"weights for level '{label}' must be constant within its groups")
+        higher.append((eq.group_key, values))
+    cluster = higher.pop()[1] if top is not None and higher else None
     scale = spec.options.get("pwscale")
     if scale:
-        if top_refs is None:
-            raise DataError("pwscale() needs a two-level model")
-        w1, cluster = _pwscale(str(scale).strip().lower(), w1, cluster, top_refs)
-    return Weights(kind, w1, cluster, top_label if cluster is not None else None)
+        if top is None:
+            raise DataError("pwscale() is allowed only with two-level models, as in Stata")
+        w1, cluster = _pwscale(str(scale).strip().lower(), w1, cluster, top.refs)
+    return Weights(kind, w1, cluster, top.label if cluster is not None else None, tuple(higher))
 
 
 def _values(frame: pd.DataFrame, expr: str, kind: str) -> np.ndarray:

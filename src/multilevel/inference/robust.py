@@ -8,8 +8,11 @@ and the residual variance, in which V is linear (V = Σ_k σ_k V_k) —
     ∂ℓ_c/∂β   = X_cᵀ V_c⁻¹ e_c
     ∂ℓ_c/∂σ_k = −½ tr(V_c⁻¹ V_ck) + ½ e_cᵀ V_c⁻¹ V_ck V_c⁻¹ e_c
 
-and Var(ψ̂) = H⁻¹ [G/(G−1) Σ_c s_c s_cᵀ] H⁻¹ with H the observed Hessian
-(Huber 1967, White 1980; [ME] mixed, Methods and formulas; [R] vce_option).
+and Var(ψ̂) = D [G/(G−1) Σ_c s_c s_cᵀ] D with D Stata's model-based e(V), block diagonal:
+(XᵀV⁻¹X)⁻¹ for β and the variance-parameter block of (−H)⁻¹, H the observed Hessian
+(Huber 1967, White 1980; [ME] mixed, Methods and formulas; [R] vce_option).  With the full
+(−H)⁻¹ instead, the robust SEs of β differ from Stata's: the block-diagonal form reproduces
+Stata's printed 3-level survey fit (tests/references/weights).
 The covariance matrices are formed per cluster (dense n_c × n_c), once
 after the fit.
 """
@@ -42,8 +45,11 @@ def sandwich(res, clusters: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         B, G = (S * cw[:, None]).T @ S, cw.sum()
     else:                                  # sampling weights scale each cluster's score
         B, G = (S * cw[:, None]).T @ (S * cw[:, None]), len(S)
-    Hinv = np.linalg.inv(H)
-    return Hinv @ (G / (G - 1) * B) @ Hinv, labels
+    p = len(res.fixed.coef)
+    D = np.zeros_like(H)   # Stata's OIM e(V): block diagonal between β and the variance parameters
+    D[:p, :p] = np.linalg.inv(-H[:p, :p])
+    D[p:, p:] = -np.linalg.inv(H)[p:, p:]
+    return D @ (G / (G - 1) * B) @ D, labels
 
 
 def cluster_scores(res, clusters: np.ndarray):
@@ -61,6 +67,9 @@ def cluster_scores(res, clusters: np.ndarray):
     sigmas = [v for e in res.equations for _, v in _linear_basis(e)] + [res.residual_var]
     p, m = X.shape[1], len(sigmas)
     w = design.weights
+    if w is not None and w.higher:  # weights above level 1 in a model with more levels
+        from ..lmm.pseudolikelihood import cluster_scores as multilevel_scores
+        return (*multilevel_scores(res, clusters, parts, sigmas), labels)
     w1 = w.level1 if w is not None else np.ones(len(y))
     wc = w.cluster if w is not None and w.cluster is not None else np.ones(len(y))
     scores, cluster_w, H = [], [], np.zeros((p + m, p + m))

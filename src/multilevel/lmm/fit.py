@@ -12,6 +12,7 @@ from ..inference.tests import lr_vs_linear, ols_loglik, wald_fixed
 from ..optimize import OptSummary, minimize, minimize_scalar_with_gradient, minimize_with_gradient
 from . import gradient
 from .model import LinearMixedModel, equation_blocks
+from .pseudolikelihood import make_model
 
 
 def optimize(model: LinearMixedModel, backend: str = "auto") -> OptSummary:
@@ -94,7 +95,7 @@ def _value_and_gradient(model: LinearMixedModel, theta: np.ndarray) -> tuple[flo
 def fit(design: Design, reml: bool = False, backend: str = "auto", level: float = 95.0,
         options: dict | None = None) -> MixedResults:
     """Fit ``design`` by ML or REML and return frozen :class:`MixedResults`."""
-    model = LinearMixedModel(design, reml=reml)
+    model = make_model(design, reml=reml)
     return results_at(model, optimize(model, backend), level, options)
 
 
@@ -116,7 +117,7 @@ def results_at(model: LinearMixedModel, opt: OptSummary, level: float = 95.0,
     rows, label = _residual_rows(model, opt.final, sigma2, nat)
     return MixedResults(
         spec=design.spec, title=f"Mixed-effects {'REML' if reml else 'ML'} regression",
-        method="reml" if reml else "ml", nobs=int(model.n_obs), depvar=design.spec.response,
+        method="reml" if reml else "ml", nobs=_nobs(model), depvar=design.spec.response,
         fixed=FixedEffects(names, beta, vcov, design.fixed.omitted), equations=equations,
         residual_var=sigma2, residual_se=2 * sigma2 * _se(nat.vcov, nat.free, len(nat.phi) - 1),
         residual_phi_se=_se(nat.vcov, nat.free, len(nat.phi) - 1), loglik=loglik,
@@ -126,6 +127,12 @@ def results_at(model: LinearMixedModel, opt: OptSummary, level: float = 95.0,
         sample_notes=_sample_notes(design), warnings=notes, options=dict(options or {}), design=design,
         residual_label=label, residual_rows=rows,
         residual_extra=residual_extra(model.residual, rows, opt.final[model.residual_slice]) if rows else {})
+
+
+def _nobs(model: LinearMixedModel) -> int:
+    """Stata's e(N): the sum of frequency weights, but the rows with sampling weights."""
+    w = model.design.weights
+    return model.design.n if w is not None and w.kind == "pw" else int(model.n_obs)
 
 
 def _residual_rows(model, theta, sigma2, nat) -> tuple[tuple, str]:

@@ -47,9 +47,9 @@ def require_iid_errors(res, what: str) -> None:
 def model_and_factor(res):
     """(LinearMixedModel, Factor at θ̂), rebuilt from the design once."""
     def build():
-        from ..lmm.model import LinearMixedModel
+        from ..lmm.pseudolikelihood import make_model
 
-        model = LinearMixedModel(design_of(res), reml=res.method == "reml")
+        model = make_model(design_of(res), reml=res.method == "reml")
         return model, model.factor(res.theta)
     return cached(res, "model", build)
 

@@ -42,6 +42,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.linalg
 
+from ..spec.errors import DataError
 from ._state import cached, model_and_factor
 
 
@@ -62,6 +63,9 @@ def blup_variance(res) -> BlupVariance:
     """The conditional and comparative covariance blocks of every equation (cached)."""
     def build():
         model, f = model_and_factor(res)
+        if getattr(model, "nesting", None) is not None:
+            raise DataError("standard errors of the BLUPs are not available with weights above level 1 "
+                            "in a model with more than two levels")
         cond = _term_blocks(model, f, model.q_rest)
         comp = _term_blocks(model, f, model.q_rest + model.p)
         order = model.design.equations

@@ -54,7 +54,10 @@ def parse(text: str, command: str | None = None) -> ModelSpec:
     for seg, off in zip(segments[1:], offsets[1:]):
         level, path, global_opts = _parse_level(seg, path, text, off)
         levels.append(level)
+        level_weights = {**options.get("level_weights", {}), **global_opts.get("level_weights", {})}
         options.update(global_opts)
+        if level_weights:
+            options["level_weights"] = level_weights
     if weight:
         options["weight"] = weight
     method = _method(options)
