@@ -19,7 +19,7 @@ _LAZY = {
     "fit": "api", "mixed": "api",
     "meglm": "glmm.api", "melogit": "glmm.api", "meprobit": "glmm.api", "mecloglog": "glmm.api",
     "mepoisson": "glmm.api", "menbreg": "glmm.api", "meologit": "glmm.api", "meoprobit": "glmm.api",
-    "glmer": "glmm.api",
+    "glmer": "glmm.api", "mestreg": "survival.api",
     "lrtest": "postestimation",
 }
 

@@ -48,9 +48,13 @@ def mixed(formula: str, data: pd.DataFrame, reml: bool | None = None, **options:
     return _fit_spec(spec, data)
 
 
-def _fit_spec(spec: ModelSpec, data: pd.DataFrame):
+def _fit_spec(spec: ModelSpec, data: pd.DataFrame, stset: str | None = None):
     from .lmm.fit import fit as fit_lmm
 
+    if spec.command == "mestreg":
+        from .survival.api import fit_spec as fit_survival
+
+        return fit_survival(spec, data, stset)
     if spec.command in GLMM_COMMANDS:
         from .glmm.api import fit_spec as fit_glmm
 
@@ -120,12 +124,15 @@ def _check_design(design) -> None:
             raise DataError(f"level '{eq.label}' has a single group; a random effect needs at least two groups")
 
 
-def fit(command: str, data: pd.DataFrame, **options: Any):
-    """Fit any supported command given as a full string (``"mixed weight week || id:, reml"``)."""
+def fit(command: str, data: pd.DataFrame, stset: str | None = None, **options: Any):
+    """Fit any supported command given as a full string (``"mixed weight week || id:, reml"``);
+    ``mestreg`` also needs Stata's ``stset`` (``stset="stset time, failure(died)"``)."""
     words = command.strip().split(None, 1)
     if "~" in command or not words or words[0].lower() not in COMMANDS:
         raise SpecError("fit() needs a full command such as 'mixed y x || id:'", command, 0)
     spec = parse(command)
+    if stset is not None and spec.command != "mestreg":
+        raise SpecError("stset= is for mestreg", command)
     if options:
         spec = _spec(command, spec.command, None, options)
-    return _fit_spec(spec, data)
+    return _fit_spec(spec, data, stset)

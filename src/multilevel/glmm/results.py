@@ -90,11 +90,13 @@ class GLMMResults(FitSummary):
                             ).set_index(["equation", "parameter"])
 
     def derived(self) -> dict[str, float]:
-        """Ancillary parameters and their transforms (α = e^{lnα}, shape = e^{−logs}) with SEs."""
+        """Ancillary parameters and their transforms (α = e^{lnα}, shape = e^{−logs}, Weibull
+        p = e^{ln_p}, σ = e^{lnσ}, γ = e^{lnγ}) with SEs."""
         out: dict[str, float] = {}
         for a in self.ancillary:
             out[a.name], out[f"se_{a.name}"] = a.estimate, a.se
-        for src, name, sign in (("lnalpha", "alpha", 1), ("lndelta", "delta", 1), ("logs", "shape", -1)):
+        for src, name, sign in (("lnalpha", "alpha", 1), ("lndelta", "delta", 1), ("logs", "shape", -1),
+                                ("ln_p", "p", 1), ("lnsigma", "sigma", 1), ("lngamma", "gamma", 1)):
             a = self._anc(src)
             if a is not None:
                 v = float(np.exp(sign * a.estimate))

@@ -38,11 +38,14 @@ def _nlopt(f: Objective, x0: np.ndarray, lower: np.ndarray, upper: np.ndarray, s
     opt.set_xtol_rel(xtol_rel)
     opt.set_maxeval(max_evals)
     opt.set_initial_step(np.maximum(0.25 * np.abs(x0), 0.1))
-    x = opt.optimize(np.clip(x0, lower, upper))
-    code = opt.last_optimize_result()
+    try:
+        x = opt.optimize(np.clip(x0, lower, upper))
+        code = opt.last_optimize_result()
+    except nlopt.RoundoffLimited:  # the tolerance is below the objective's own precision: the best
+        x, code = min(summary.fitlog, key=lambda e: e[1])[0], "ROUNDOFF_LIMITED"  # point is the answer
     summary.return_code = {1: "SUCCESS", 2: "STOPVAL_REACHED", 3: "FTOL_REACHED", 4: "XTOL_REACHED",
                            5: "MAXEVAL_REACHED", 6: "MAXTIME_REACHED"}.get(code, str(code))
-    summary.converged = code in (1, 3, 4)
+    summary.converged = code in (1, 3, 4, "ROUNDOFF_LIMITED")
     summary.final = np.asarray(x)
 
 

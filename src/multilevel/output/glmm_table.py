@@ -15,11 +15,19 @@ from .stata_fmt import fmt_f, fmt_g
 from .stata_table import LINE, _group_levels, _pair, _right, abbreviate, factor_rows, lr_line
 
 SEP = "-" * 13 + "+" + "-" * 64
-EFORM = {"or": "Odds ratio", "irr": "IRR", "eform": "exp(b)"}
+EFORM = {"or": "Odds ratio", "irr": "IRR", "eform": "exp(b)", "hr": "Haz. ratio", "tratio": "Time ratio"}
+# the notes under an exponentiated table: (what the coefficients become, what _cons estimates)
+EFORM_NOTES = {"or": ("odds ratios", "odds"), "irr": ("incidence-rate ratios", "incidence rate"),
+               "eform": ("exponentiated coefficients", "exp(b)"), "hr": ("hazard ratios", "hazard"),
+               "tratio": ("time ratios", "time")}
 
 
 def header(res) -> list[str]:
-    lines = [_pair(res.title, "Number of obs", f"{res.nobs:,}")]
+    lines = []
+    if res.command == "mestreg":  # the stset settings, as Stata prints them above the header
+        time, failure = res.options["stset"]
+        lines += [f"{'Failure _d:':>18} {failure}", f"{'Analysis time _t:':>18} {time}", ""]
+    lines.append(_pair(res.title, "Number of obs", f"{res.nobs:,}"))
     if res.command == "meglm":
         lines += [f"{'Family:':<15}{res.family:>16}", f"{'Link:':<15}{res.link:>16}"]
     if res.family == "nbinomial":
@@ -47,7 +55,7 @@ def header(res) -> list[str]:
 
 
 def _eform(res, options: dict) -> str | None:
-    for key in ("or", "irr", "eform"):
+    for key in EFORM:
         if options.get(key):
             return key
     return None
@@ -120,8 +128,7 @@ def render(res, stddeviations: bool = False, noheader: bool = False, nofetable: 
         body.append(LINE)
     out += body
     if eform and not nofetable and "_cons" in res.fixed.names:
-        what = {"or": ("odds ratios", "odds"), "irr": ("incidence-rate ratios", "incidence rate"),
-                "eform": ("exponentiated coefficients", "exp(b)")}[eform]
+        what = EFORM_NOTES[eform]
         out += [f"Note: Estimates are transformed only in the first equation to {what[0]}.",
                 f"Note: _cons estimates baseline {what[1]} (conditional on zero random effects)."]
     if res.lr.df and not options.get("nolrtest"):

@@ -44,6 +44,10 @@ _ABBREV = {
     "pwscale": "pwscale",
     "dftable": "dftable",
     "dispersion": "disp",
+    "distribution": "d",
+    "time": "time",
+    "nohr": "nohr",
+    "tratio": "tr",
     "startvalues": "startv",
 }
 

@@ -38,6 +38,8 @@ def parse(text: str, command: str | None = None) -> ModelSpec:
     command = "mixed" if command in (None, "xtmixed") else command
     head, if_expr, in_range, weight = _qualifiers(head, text)
     variables = head.split()
+    if command == "mestreg":  # no dependent variable: the analysis time _t of stset is the response
+        variables = ["_t"] + variables
     if not variables:
         raise SpecError("no dependent variable", text, offsets[0])
     response, fe_tokens = variables[0], variables[1:]

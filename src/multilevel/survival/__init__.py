@@ -1,0 +1,1 @@
+"""``mestreg``: parametric survival models with random effects (after ``stset``)."""
