@@ -16,7 +16,7 @@ from typing import Any
 from .spec import DataError, SpecError
 
 _LAZY = {
-    "fit": "api", "mixed": "api",
+    "fit": "api", "mixed": "api", "menl": "api",
     "meglm": "glmm.api", "melogit": "glmm.api", "meprobit": "glmm.api", "mecloglog": "glmm.api",
     "mepoisson": "glmm.api", "menbreg": "glmm.api", "meologit": "glmm.api", "meoprobit": "glmm.api",
     "glmer": "glmm.api", "mestreg": "survival.api",

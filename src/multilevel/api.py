@@ -130,9 +130,24 @@ def fit(command: str, data: pd.DataFrame, stset: str | None = None, **options: A
     words = command.strip().split(None, 1)
     if "~" in command or not words or words[0].lower() not in COMMANDS:
         raise SpecError("fit() needs a full command such as 'mixed y x || id:'", command, 0)
+    if words[0].lower() == "menl":
+        from .nonlinear.fit import fit as fit_menl
+
+        if options or stset is not None:
+            raise TypeError("menl takes its options in the command text")
+        return fit_menl(command, data)
     spec = parse(command)
     if stset is not None and spec.command != "mestreg":
         raise SpecError("stset= is for mestreg", command)
     if options:
         spec = _spec(command, spec.command, None, options)
     return _fit_spec(spec, data, stset)
+
+
+def menl(command: str, data: pd.DataFrame):
+    """Fit ``menl y = <expression>, define(...) covariance(...) reml`` (Stata's nonlinear mixed
+    model; the leading ``menl`` is optional)."""
+    from .nonlinear.fit import fit as fit_menl
+
+    text = command if command.strip().lower().startswith("menl ") else f"menl {command}"
+    return fit_menl(text, data)

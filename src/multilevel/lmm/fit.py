@@ -15,27 +15,26 @@ from .model import LinearMixedModel, equation_blocks
 from .pseudolikelihood import make_model
 
 
-def optimize(model: LinearMixedModel, backend: str = "auto") -> OptSummary:
-    """Minimize the profiled deviance over θ (JSS §3.6).
+def optimize(model: LinearMixedModel, backend: str = "auto", start: np.ndarray | None = None) -> OptSummary:
+    """Minimize the profiled deviance over θ (JSS §3.6), from ``start`` or the model's default.
 
     ``auto``: L-BFGS-B on the analytic gradient where it is available (one random-effects
     term), finished by BOBYQA if it stops short; otherwise BOBYQA (``nlopt``).
     """
     lower, upper = model.theta_bounds()
+    x0 = model.theta_start() if start is None else np.clip(np.asarray(start, dtype=float), lower, upper)
     if backend == "auto" and gradient.available(model):
         fg = lambda th: _value_and_gradient(model, th)  # noqa: E731
         if model.n_theta == 1:
-            opt = minimize_scalar_with_gradient(fg, model.theta_start()[0], lower[0], upper[0])
+            opt = minimize_scalar_with_gradient(fg, x0[0], lower[0], upper[0])
         else:
-            opt = _leave_symmetric_zeros(model, minimize_with_gradient(fg, model.theta_start(), lower, upper),
-                                         fg, lower, upper)
+            opt = _leave_symmetric_zeros(model, minimize_with_gradient(fg, x0, lower, upper), fg, lower, upper)
         if not opt.converged:
             polish = minimize(model.objective, opt.final, lower, upper, backend="nlopt")
             polish.fitlog[:0] = opt.fitlog
             opt = polish
     else:
-        opt = minimize(model.objective, model.theta_start(), lower, upper,
-                       backend="nlopt" if backend == "auto" else backend)
+        opt = minimize(model.objective, x0, lower, upper, backend="nlopt" if backend == "auto" else backend)
     return snap_to_boundary(model, opt, lower)
 
 

@@ -1,0 +1,1 @@
+"""``menl``: nonlinear mixed-effects models with Stata's substitutable expressions."""
