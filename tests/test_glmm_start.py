@@ -188,3 +188,46 @@ def test_mixed_refuses_glmm_start_options():
     pig = load_data("pig.csv")
     with pytest.raises(SpecError, match="GLMM commands"):
         ml.fit("mixed weight week || id:, from(week=6)", pig)
+
+
+# --- few-point mean-variance quadrature (a LinAlgError reported on grouseticks with exposure) ---------
+def _mv_aghq_direct(eta0, y, groups, sd, points) -> float:
+    """Mean–variance adaptive Gauss–Hermite rule per group, started at the mode and curvature and
+    iterated to its fixed point, with a plain loop over the groups (Poisson, scalar random intercept)."""
+    t, w = np.polynomial.hermite_e.hermegauss(points)
+    w = w / w.sum()
+    total = 0.0
+    for g in np.unique(groups):
+        e, yy = eta0[groups == g], y[groups == g]
+        m = 0.0
+        for _ in range(100):                      # start at the mode and curvature
+            mu = np.exp(e + sd * m)
+            m += (sd * (yy - mu).sum() - m) / (1 + sd ** 2 * mu.sum())
+        s = 1.0 / np.sqrt(1.0 + sd ** 2 * np.exp(e + sd * m).sum())
+        for _ in range(500):
+            u = m + s * t
+            eta = e[:, None] + sd * u
+            la = np.log(w) + 0.5 * t ** 2 - 0.5 * u ** 2 + (yy[:, None] * eta - np.exp(eta)
+                                                              - special.gammaln(yy + 1)[:, None]).sum(0)
+            p = np.exp(la - special.logsumexp(la))
+            m_new = p @ u
+            s_new = np.sqrt(p @ (u - m_new) ** 2)
+            done = abs(m_new - m) + abs(s_new - s) < 1e-12
+            m, s = m_new, s_new
+            if done:
+                break
+        u = m + s * t
+        eta = e[:, None] + sd * u
+        la = np.log(w) + 0.5 * t ** 2 - 0.5 * u ** 2 + (yy[:, None] * eta - np.exp(eta)
+                                                          - special.gammaln(yy + 1)[:, None]).sum(0)
+        total += special.logsumexp(la) + np.log(s)
+    return total
+
+
+def test_few_point_adaptive_quadrature_with_exposure_fits(grouse):
+    res = ml.fit("mepoisson ticks height_s || brood:, exposure(expo) intpoints(3)", grouse)
+    eta0 = res.fixed.coef[1] + res.fixed.coef[0] * grouse.height_s.to_numpy() + np.log(grouse.expo.to_numpy())
+    sd = np.sqrt(res.equations[0].cov[0, 0])
+    direct = _mv_aghq_direct(eta0, grouse.ticks.to_numpy(dtype=float), grouse.brood.to_numpy(), sd, 3)
+    assert res.loglik == pytest.approx(direct, abs=1e-6)
+    assert res.loglik == pytest.approx(-1018.68, abs=2.0)     # near the 15-point value
