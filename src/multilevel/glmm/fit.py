@@ -5,6 +5,8 @@ stages: (1) the model without random effects gives β and ξ; (2) θ alone is
 optimized by Laplace with β, ξ held there; (3) all parameters are optimized
 jointly on the requested integration rule, with β whitened by the
 fixed-only information so that BOBYQA's trust region is well scaled.
+Other starts (``startvalues(zero | constantonly)``, ``startgrid``, ``from()``;
+:mod:`.start`) skip stage (2); ``noestimate`` stops before (3).
 Standard errors are from the observed information of the approximate log
 likelihood in Stata's metric (β, ξ, log SDs/atanh correlations), with the
 delta method to variances ([ME] meglm, Methods and formulas).
