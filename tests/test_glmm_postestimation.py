@@ -294,9 +294,9 @@ def test_bad_requests(logit_laplace, wine, grouse, logit_aghq25):
         logit_aghq25.estat("recovariance")
 
 
-def test_startvalues_other_than_fixedonly_refused(bangladesh):
+def test_startvalues_iv_refused(bangladesh):
     with pytest.raises(SpecError, match="startvalues"):
-        ml.melogit("c_use urban || district:, startvalues(zero)", data=bangladesh)
+        ml.melogit("c_use urban || district:, startvalues(iv)", data=bangladesh)
 
 
 def test_docs_page_examples_run():

@@ -64,6 +64,10 @@ def _fit_spec(spec: ModelSpec, data: pd.DataFrame, stset: str | None = None):
     if not spec.levels:
         raise SpecError("the model has no random-effects equation ('|| group:' or '(1 | group)'); "
                         "fit a linear regression instead")
+    given = [o for o in ("from", "startgrid", "noestimate") if o in spec.options]
+    if given:
+        raise SpecError(f"mixed: {', '.join(given)} is available for the GLMM commands (meglm, melogit, "
+                        "...) only; mixed starts from its own values")
     empty = [lv.name for lv in spec.levels if not lv.terms and not lv.constant]
     if empty and not spec.options.get("residuals"):
         raise SpecError(f"random-effects equation '{empty[0]}:' has no terms (noconstant and no variables); "

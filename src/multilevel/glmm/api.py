@@ -32,7 +32,8 @@ _LR = {("bernoulli", "logit"): "logistic", ("binomial", "logit"): "logistic", ("
        ("nbinomial", "log"): "nbinomial", ("gaussian", "identity"): "linear"}
 KEYWORDS = ("family", "link", "binomial", "exposure", "offset", "intmethod", "intpoints", "dispersion",
             "or", "irr", "eform", "level", "stddeviations", "variance", "noretable", "nofetable",
-            "noheader", "nogroup", "nolrtest", "nolog", "log", "optimizer", "startvalues")
+            "noheader", "nogroup", "nolrtest", "nolog", "log", "optimizer", "startvalues", "startgrid",
+            "from_", "noestimate")
 MAX_POINTS = 128
 
 
@@ -46,7 +47,6 @@ def fit_spec(spec: ModelSpec, data: pd.DataFrame):
     opts = dict(spec.options)
     fam_name, link, trials_arg = _family(spec.command, opts)
     method, points = _integration(opts)
-    _check_startvalues(opts)
     if fam_name == "ordinal" and spec.constant:
         spec = replace(spec, constant=False)    # cut points take the place of the constant
     extra_vars = [v for v in (trials_arg, opts.get("exposure"), opts.get("offset"))
@@ -130,20 +130,6 @@ def _integration(opts: dict[str, Any]) -> tuple[str, int]:
     return method, points
 
 
-def _check_startvalues(opts: dict[str, Any]) -> None:
-    """Only Stata's default ``startvalues(fixedonly)`` is implemented: refuse the others
-    rather than ignore them."""
-    sv = opts.get("startvalues")
-    if sv in (None, True):
-        return
-    word = str(sv).split()[0].lower() if str(sv).split() else ""
-    if "fixedonly".startswith(word) and len(word) >= 3:
-        return
-    raise SpecError(f"startvalues({sv}) is not available; the fit always starts as Stata's default "
-                    "startvalues(fixedonly) (the model without random effects, then the variances by "
-                    "Laplace). Drop the option, or use intmethod(laplace) for a quick fit to compare")
-
-
 def _check_levels(design, method: str, points: int) -> None:
     from ..lmm.terms import make_terms
 
@@ -201,6 +187,9 @@ def _command(command: str, formula: str, data: pd.DataFrame, options: dict[str, 
     spec = parse(formula, command=command)
     if spec.command != command:
         raise SpecError(f"'{spec.command}' given to {command}()", formula)
+    if "from_" in options:      # Stata's from(); ``from`` is a Python keyword
+        options = dict(options)
+        options["from"] = options.pop("from_")
     return fit_spec(spec.with_options(**options), data)
 
 
@@ -209,7 +198,9 @@ def meglm(formula: str, data: pd.DataFrame, **options: Any):
 
     Stata (``y x || id:``) or lme4 (``y ~ x + (1|id)``) syntax; keyword
     options are Stata's (``family="binomial n"``, ``link``, ``intmethod``,
-    ``intpoints``, ``exposure``, ``offset``, ``eform``...).  Returns
+    ``intpoints``, ``exposure``, ``offset``, ``eform``...); start values by
+    ``startvalues``, ``startgrid``, ``from_`` (a dict name -> value or a
+    previous fit) and ``noestimate`` (:mod:`multilevel.glmm.start`).  Returns
     :class:`~multilevel.glmm.results.GLMMResults`.
     """
     return _command("meglm", formula, data, options)

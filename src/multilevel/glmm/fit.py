@@ -5,6 +5,8 @@ stages: (1) the model without random effects gives β and ξ; (2) θ alone is
 optimized by Laplace with β, ξ held there; (3) all parameters are optimized
 jointly on the requested integration rule, with β whitened by the
 fixed-only information so that BOBYQA's trust region is well scaled.
+Other starts (``startvalues(zero | constantonly)``, ``startgrid``, ``from()``;
+:mod:`.start`) skip stage (2); ``noestimate`` stops before (3).
 Standard errors are from the observed information of the approximate log
 likelihood in Stata's metric (β, ξ, log SDs/atanh correlations), with the
 delta method to variances ([ME] meglm, Methods and formulas).
@@ -12,6 +14,7 @@ delta method to variances ([ME] meglm, Methods and formulas).
 from __future__ import annotations
 
 import warnings
+from dataclasses import replace
 
 import numpy as np
 
@@ -21,48 +24,58 @@ from ..inference.tests import lr_vs_linear, wald_fixed
 from ..lmm.fit import _equations, _sample_notes
 from ..lmm.model import equation_blocks
 from ..optimize import OptSummary, minimize
+from ..spec.errors import DataError
 from .fastfit import fast_fit
 from .glm import GLMFit, fit_glm
 from .model import GeneralizedLinearMixedModel
 from .results import Ancillary, GLMMResults
+from .start import START_OPTIONS, Start, start_values
 
 FTOL = 1e-11       # BOBYQA's relative tolerance on −2 log L; a Newton step polishes the rest
 BOUNDARY = -15.0   # a log SD below this is a variance at zero: left out of the information
 
 
-def optimize(model: GeneralizedLinearMixedModel, glm: GLMFit, backend: str = "nlopt"):
-    """Stages (2) and (3): θ alone by Laplace, then everything jointly.
+def optimize(model: GeneralizedLinearMixedModel, glm: GLMFit, backend: str = "nlopt",
+             start: Start | None = None):
+    """Stage (2), θ alone by Laplace (only from the default start), then (3) everything jointly.
 
     Returns the :class:`OptSummary` (final = optimizer vector x) and the
     whitening matrix A of (β, ξ).
     """
     p, e = model.p, model.n_extra
-    xi_opt = model.family.to_opt(glm.xi)
     lower, upper = model.theta_bounds()
+    if start is None or start.default:
+        beta, xi_opt = glm.beta, model.family.to_opt(glm.xi)
 
-    def theta_only(theta):
-        return model.objective(np.concatenate([glm.beta, xi_opt, theta]), method="laplace")
+        def theta_only(theta):
+            return model.objective(np.concatenate([beta, xi_opt, theta]), method="laplace")
 
-    first = _minimize(theta_only, model.theta_start(), lower, upper, backend=backend,
-                     ftol_rel=1e-8, xtol_rel=1e-6)
-    A = _whitening(model, glm, first.final)
-    x0 = np.concatenate([glm.beta, xi_opt])
+        first = _minimize(theta_only, model.theta_start(), lower, upper, backend=backend,
+                          ftol_rel=1e-8, xtol_rel=1e-6)
+        theta0, n_first, xi = first.final, first.n_evals, glm.xi
+    else:
+        beta, xi, theta0, n_first = start.beta, start.xi, start.theta, 0
+        xi_opt = model.family.to_opt(xi)
+    A = _whitening(model, beta, xi, theta0)
+    x0 = np.concatenate([beta, xi_opt])
 
     def joint(z, method=None):
         return model.objective(np.concatenate([x0 + A @ z[:p + e], z[p + e:]]), method=method)
 
-    z0 = np.concatenate([np.zeros(p + e), first.final])
+    z0 = np.concatenate([np.zeros(p + e), theta0])
     zl = np.concatenate([np.full(p + e, -np.inf), lower])
     zu = np.concatenate([np.full(p + e, np.inf), upper])
-    n_lap = 0
+    n_lap, head = 0, []
     if model.nested is not None:    # quadrature over nested levels is costly: start at the Laplace optimum
+        head = [(z0, joint(z0))]    # the log starts at the start values, on the requested rule
         lap = _minimize(lambda z: joint(z, "laplace"), z0, zl, zu, backend=backend, ftol_rel=1e-10, xtol_rel=1e-7)
-        z0, n_lap = lap.final, lap.n_evals
+        z0, n_lap = lap.final, lap.n_evals + 1
     opt = _minimize(joint, z0, zl, zu, backend=backend, ftol_rel=FTOL, xtol_rel=1e-8)
     z = opt.final
+    opt.fitlog[:0] = head
     opt.final = np.concatenate([x0 + A @ z[:p + e], z[p + e:]])
-    opt.initial = np.concatenate([x0, first.initial])
-    opt.n_evals += first.n_evals + n_lap
+    opt.initial = np.concatenate([x0, theta0])
+    opt.n_evals += n_first + n_lap
     return opt, A
 
 
@@ -78,18 +91,19 @@ def _minimize(f, x0, lower, upper, backend: str, **tol) -> OptSummary:
         return minimize(f, x0, lower, upper, backend="scipy", **tol)
 
 
-def _whitening(model: GeneralizedLinearMixedModel, glm: GLMFit, theta: np.ndarray) -> np.ndarray:
+def _whitening(model: GeneralizedLinearMixedModel, beta: np.ndarray, xi: np.ndarray,
+               theta: np.ndarray) -> np.ndarray:
     """A with AAᵀ ≈ Var(β̂, ξ̂): β from the mixed model's information at θ
     (:meth:`~.model.GeneralizedLinearMixedModel.beta_information`), ξ from the
-    fixed-only model, so that BOBYQA's trust region has the right scale."""
+    model without random effects at (β, ξ), so that BOBYQA's trust region has the right scale."""
     fam, p, e = model.family, model.p, model.n_extra
     A = np.eye(p + e)
     try:
-        A[:p, :p] = np.linalg.cholesky(np.linalg.inv(model.beta_information(glm.beta, glm.xi, theta)))
+        A[:p, :p] = np.linalg.cholesky(np.linalg.inv(model.beta_information(beta, xi, theta)))
     except np.linalg.LinAlgError:
         pass
     if e:
-        z0 = np.concatenate([glm.beta, fam.to_opt(glm.xi)])
+        z0 = np.concatenate([beta, fam.to_opt(xi)])
 
         def ll(z):
             return fam.loglik(model.y, model.offset + model.X @ z[:p], fam.from_opt(z[p:])).sum()
@@ -102,8 +116,10 @@ def _whitening(model: GeneralizedLinearMixedModel, glm: GLMFit, theta: np.ndarra
     return A
 
 
-def information(model: GeneralizedLinearMixedModel, x: np.ndarray, beta_scale: np.ndarray):
-    """Observed information in Stata's metric ψ = (β, ξ, φ_free), with one Newton step.
+def information(model: GeneralizedLinearMixedModel, x: np.ndarray, beta_scale: np.ndarray,
+                polish: bool = True):
+    """Observed information in Stata's metric ψ = (β, ξ, φ_free), with one Newton step
+    (unless ``polish`` is False).
 
     The Hessian is taken by central differences in units of each
     parameter's (approximate) standard error, so one step size suits every
@@ -114,14 +130,18 @@ def information(model: GeneralizedLinearMixedModel, x: np.ndarray, beta_scale: n
     beta, xi, theta = model.split(x)
     phi = model.natural(theta)
     free = np.isfinite(phi) & (phi > BOUNDARY)
-    phi_fixed = np.where(free, phi, -30.0)
+    free &= ~_flat_at_zero(model, beta, xi, phi, free)
+    phi_fixed = np.where(free, phi, ZERO)
     psi = np.concatenate([beta, xi, phi[free]])
     cache: dict[bytes, float] = {}
 
     def f(v: np.ndarray) -> float:
         key = v.tobytes()
         if key not in cache:
-            cache[key] = model.loglik_reporting(v, phi_fixed, free)
+            try:
+                cache[key] = model.loglik_reporting(v, phi_fixed, free)
+            except (np.linalg.LinAlgError, FloatingPointError, ValueError):
+                cache[key] = np.nan     # no information there: the SEs are missing
         return cache[key]
 
     p = model.p
@@ -140,7 +160,7 @@ def information(model: GeneralizedLinearMixedModel, x: np.ndarray, beta_scale: n
         vz = np.full_like(Hz, np.nan)
     vcov = vz * np.outer(scale, scale)
     step = vz @ gz
-    if np.all(np.isfinite(step)) and np.max(np.abs(step)) < 1.0 and fz(step) > fz(np.zeros(len(psi))):
+    if polish and np.all(np.isfinite(step)) and np.max(np.abs(step)) < 1.0 and fz(step) > fz(np.zeros(len(psi))):
         psi = psi + scale * step
         x = _to_x(model, psi, phi_fixed, free)
         phi = model.natural(model.split(x)[2])
@@ -148,6 +168,33 @@ def information(model: GeneralizedLinearMixedModel, x: np.ndarray, beta_scale: n
 
 
 STEP = 0.02  # finite-difference step in standard-error units
+ZERO = -30.0        # log SD standing for a variance at zero
+NEAR_ZERO = -5.0    # a log SD below this (variance < 5e-5) is tested for a boundary fit
+
+
+def _flat_at_zero(model: GeneralizedLinearMixedModel, beta, xi, phi: np.ndarray, free: np.ndarray) -> np.ndarray:
+    """Log SDs below ``NEAR_ZERO`` whose variance set to zero loses less than 1e-6 in log L:
+    boundary fits that the optimizer left just above zero (the likelihood is flat there, and
+    its curvature in the log SD vanishes, so they cannot be free in the information)."""
+    out = np.zeros(len(phi), dtype=bool)
+    low = np.flatnonzero(free & _log_sd_mask(model) & (phi < NEAR_ZERO))
+    if not len(low):
+        return out
+    ll = model.loglik(beta, xi, model.theta_of(phi))
+    for j in low:
+        trial = phi.copy()
+        trial[j] = ZERO
+        out[j] = model.loglik(beta, xi, model.theta_of(trial)) > ll - 1e-6
+    return out
+
+
+def _log_sd_mask(model: GeneralizedLinearMixedModel) -> np.ndarray:
+    """True at the φ entries that are log standard deviations (the others are atanh correlations)."""
+    parts = []
+    for _, struct, _ in equation_blocks(model):
+        n_sd = 1 if struct.label in ("Identity", "Exchangeable") else struct.k
+        parts.append(np.arange(struct.n_natural) < n_sd)
+    return np.concatenate(parts)
 
 
 def _pilot_scale(f, psi: np.ndarray, p: int, h: float = 0.05) -> np.ndarray:
@@ -179,13 +226,22 @@ def fit(design, family, y, offset, *, method: str = "mvaghermite", points: int =
     names = design.fixed.names
     glm = fit_glm(family, model.X, y, model.offset, names)
     _separation(glm, names)
-    fast = fast_fit(model, glm) if backend == "nlopt" else None
-    if fast is not None:
-        opt, x, vcov, phi, free, loglik = fast.opt, fast.x, fast.vcov, fast.phi, fast.free, fast.loglik
+    options = dict(options or {})
+    start = start_values(model, glm, options)
+    fast = None
+    if options.get("noestimate"):
+        opt, x, vcov, phi, free, loglik = _at_start(model, start)
     else:
-        opt, A = optimize(model, glm, backend)
-        x, vcov, phi, free = information(model, opt.final, np.sqrt(np.sum(A[:model.p, :model.p] ** 2, axis=1)))
-        loglik = model.loglik(*model.split(x))
+        if not start.default:
+            model.theta0 = start.theta
+        if backend == "nlopt":
+            fast = _fast(model, glm if start.default else replace(glm, beta=start.beta, xi=start.xi))
+        if fast is not None:
+            opt, x, vcov, phi, free, loglik = fast.opt, fast.x, fast.vcov, fast.phi, fast.free, fast.loglik
+        else:
+            opt, A = optimize(model, glm, backend, start)
+            x, vcov, phi, free = information(model, opt.final, _beta_scale(A, model.p))
+            loglik = model.loglik(*model.split(x))
     beta, xi, theta = model.split(x)
     p, e = model.p, model.n_extra
     fixed = FixedEffects(names, beta, vcov[:p, :p], design.fixed.omitted)
@@ -199,7 +255,7 @@ def fit(design, family, y, offset, *, method: str = "mvaghermite", points: int =
         blups = [u @ lam.T for u, lam in zip(model.system.split(modes.u), model.lambdas(theta))]
     equations = _equations(model, theta, 1.0, nat, blups)
     n_var = len(phi)
-    notes = _checks(opt, fixed, free, equations)
+    notes = _checks(opt, fixed, free, equations, _natural_slices(model))
     return GLMMResults(
         spec=design.spec, title=title, family=family.name, link=family.link,
         dispersion=getattr(family, "dispersion", None), intmethod=model.method,
@@ -207,8 +263,38 @@ def fit(design, family, y, offset, *, method: str = "mvaghermite", points: int =
         depvar=design.spec.response, fixed=fixed, ancillary=anc, equations=equations, loglik=float(loglik),
         wald=wald_fixed(names, beta, fixed.vcov), lr=lr_vs_linear(loglik, glm.loglik, n_var),
         lr_label=lr_label, ll_fixed_only=glm.loglik, k=p + e + n_var, optsummary=opt, theta=theta,
-        level=level, sample_notes=_sample_notes(design), warnings=notes, options=dict(options or {}),
+        level=level, sample_notes=_sample_notes(design), warnings=notes,
+        options={k: v for k, v in options.items() if k not in START_OPTIONS},
         design=design, command=command)
+
+
+def _fast(model: GeneralizedLinearMixedModel, glm: GLMFit):
+    """The one-factor Newton fit (:func:`.fastfit.fast_fit`) from ``glm``'s β, ξ; None where it does
+    not apply or breaks down arithmetically (Newton from a far start), and the derivative-free
+    fit takes over."""
+    try:
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+            return fast_fit(model, glm)
+    except ArithmeticError:
+        return None
+
+
+def _at_start(model: GeneralizedLinearMixedModel, start: Start):
+    """``noestimate``: the log likelihood and information at the start values, no iterations."""
+    x = start.x(model.family)
+    f = model.objective(x)
+    if not np.isfinite(f):
+        raise DataError("noestimate: the log likelihood is not finite at the start values")
+    opt = OptSummary(backend="none", initial=x, final=x, fmin=f, n_evals=1, return_code="noestimate",
+                     converged=True, fitlog=[(x, f)])
+    A = _whitening(model, start.beta, start.xi, start.theta)
+    x, vcov, phi, free = information(model, x, _beta_scale(A, model.p), polish=False)
+    return opt, x, vcov, phi, free, -0.5 * f
+
+
+def _beta_scale(A: np.ndarray, p: int) -> np.ndarray:
+    """Approximate SEs of β from the whitening matrix (rows of A)."""
+    return np.sqrt(np.sum(A[:p, :p] ** 2, axis=1))
 
 
 def _separation(glm: GLMFit, names) -> None:
@@ -228,14 +314,31 @@ def _natural_slices(model: GeneralizedLinearMixedModel) -> tuple[slice, ...]:
     return tuple(slice(a, b) for a, b in zip(edges[:-1], edges[1:]))
 
 
-def _checks(opt: OptSummary, fixed: FixedEffects, free: np.ndarray, equations) -> tuple[str, ...]:
-    """Convergence, zero variances and separation: warned, with what to try."""
+def _checks(opt: OptSummary, fixed: FixedEffects, free: np.ndarray, equations,
+            slices: tuple[slice, ...]) -> tuple[str, ...]:
+    """The notes under the table: the warnings of :func:`_estimation_warnings` (warned), ``noestimate``
+    and omitted coefficients."""
+    if opt.return_code == "noestimate":      # the user's values: nothing estimated to warn about
+        notes = ["noestimate: the model was not fitted; the estimates are the start values"]
+    else:
+        notes = _estimation_warnings(opt, fixed, free, equations, slices)
+        for msg in notes:
+            warnings.warn(msg, RuntimeWarning, stacklevel=4)
+    if fixed.omitted:
+        notes.append("omitted because of collinearity: " + ", ".join(fixed.omitted))
+    return tuple(notes)
+
+
+def _estimation_warnings(opt: OptSummary, fixed: FixedEffects, free: np.ndarray, equations,
+                         slices: tuple[slice, ...]) -> list[str]:
+    """Convergence, zero variances (naming the levels whose φ entries are at the boundary,
+    ``slices`` locating each equation's in φ) and separation, with what to try."""
     notes = []
     if not opt.converged:
         notes.append(f"the optimizer stopped without converging ({opt.return_code}); try "
                      "optimizer='scipy', rescale the covariates, or intmethod(laplace) for start values")
     if not np.all(free):
-        labels = [e.label for e in equations]
+        labels = [e.label for e, sl in zip(equations, slices) if not np.all(free[sl])]
         notes.append("a random-effects variance is estimated at zero (levels: " + ", ".join(labels) +
                      "); the data show no variation between groups there: drop that random effect "
                      "or fit the model without it")
@@ -245,8 +348,5 @@ def _checks(opt: OptSummary, fixed: FixedEffects, free: np.ndarray, equations) -
         notes.append("possible (quasi-)complete separation or an unidentified coefficient: "
                      + ", ".join(big) + " has a huge estimate or standard error; check for a covariate "
                      "that predicts the outcome perfectly and drop or recode it")
-    for msg in notes:
-        warnings.warn(msg, RuntimeWarning, stacklevel=4)
-    if fixed.omitted:
-        notes.append("omitted because of collinearity: " + ", ".join(fixed.omitted))
-    return tuple(notes)
+    return notes
+

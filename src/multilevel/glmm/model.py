@@ -64,6 +64,7 @@ class GeneralizedLinearMixedModel:
             if levels is not None:
                 self.nested = NestedIntegrator(levels, points, adaptive=self.method != "ghermite")
         self._u = None  # warm start for PIRLS
+        self.theta0: np.ndarray | None = None   # start θ given by the user (:mod:`.start`)
         self.n_extra = family.n_extra
 
     # --- parameters ------------------------------------------------------------------
@@ -80,6 +81,9 @@ class GeneralizedLinearMixedModel:
         return lower, upper
 
     def theta_start(self) -> np.ndarray:
+        """The start θ: the user's (``theta0``), else each structure's start halved."""
+        if self.theta0 is not None:
+            return self.theta0.copy()
         return 0.5 * np.concatenate([s.start() for t in self.terms for s in t.structures])
 
     def split(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -158,7 +162,8 @@ class GeneralizedLinearMixedModel:
     def objective(self, x: np.ndarray, method: str | None = None) -> float:
         """−2 × approximate log likelihood at the optimizer vector x."""
         try:
-            value = -2.0 * self.loglik(*self.split(np.asarray(x, dtype=float)), method=method)
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+                value = -2.0 * self.loglik(*self.split(np.asarray(x, dtype=float)), method=method)
         except (np.linalg.LinAlgError, FloatingPointError, ValueError):
             return np.inf
         return value if np.isfinite(value) else np.inf

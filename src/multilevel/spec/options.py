@@ -49,6 +49,8 @@ _ABBREV = {
     "nohr": "nohr",
     "tratio": "tr",
     "startvalues": "startv",
+    "startgrid": "startgrid",
+    "from": "from",
 }
 
 COV_NAMES = {
