@@ -162,3 +162,13 @@ def test_separation_is_warned(small_binary):
         warnings.simplefilter("ignore", RuntimeWarning)
         with pytest.warns(RuntimeWarning, match="separation"):
             ml.melogit("y sep || g:, intmethod(laplace)", df)
+
+
+def test_exposure_and_offset_rows_as_stata():
+    """Stata lists the constrained exposure/offset variable under the coefficients."""
+    g = load_data("grouseticks.csv")
+    g = g.assign(expo=np.exp(g["height_s"] / 3) + 0.5)
+    out = str(ml.fit("mepoisson ticks height_s, exposure(expo) || brood:", data=g))
+    assert "\n    ln(expo) |          1  (exposure)\n" in out
+    out = str(ml.fit("mepoisson ticks, offset(height_s) || brood:", data=g))
+    assert "\n    height_s |          1  (offset)\n" in out

@@ -75,6 +75,9 @@ def coefficient_rows(res, eform: str | None) -> list[str]:
         lines.append(text + f"  {fmt_g(est)}  {fmt_g(se)}{fmt_f(row.z, 9, 2)}{fmt_f(row.p, 8, 3)}"
                             f"    {fmt_g(lo)}   {fmt_g(hi)}")
     lines += [f"{abbreviate(n, 12):>12} |          0  (omitted)" for n in res.fixed.omitted]
+    for option, label in (("exposure", "ln({})"), ("offset", "{}")):  # Stata's constrained rows
+        if isinstance(res.options.get(option), str):
+            lines.append(f"{abbreviate(label.format(res.options[option]), 12):>12} |          1  ({option})")
     return lines
 
 
