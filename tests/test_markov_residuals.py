@@ -17,16 +17,20 @@ COMMANDS = [
 ]
 
 
+@pytest.mark.parametrize("shuffle", [False, True])
 @pytest.mark.parametrize("dataset,command", COMMANDS)
-def test_markov_statistics_equal_row_whitening(dataset, command):
+def test_markov_statistics_equal_row_whitening(dataset, command, shuffle):
     data = load_data(dataset)
-    # drop some rows so that time gaps of 2 and 3 occur
+    # drop some rows so that time gaps of 2 and 3 occur; shuffled rows must be sorted first
     data = data.drop(index=data.index[::7]).reset_index(drop=True)
+    if shuffle:
+        data = data.sample(frac=1, random_state=3).reset_index(drop=True)
     design = build(parse(command), data)
     fast = LinearMixedModel(design)
     slow = LinearMixedModel(design)
     slow._markov = None
     assert fast._markov is not None and len(fast._markov.gaps) > 1
+    assert (fast.residual.time_order is None) != shuffle
     rng = np.random.default_rng(0)
     for _ in range(3):
         theta = fast.theta_start() + rng.uniform(-0.3, 0.3, fast.n_theta)

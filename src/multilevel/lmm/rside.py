@@ -119,8 +119,9 @@ class MarkovStatistics:
         M_g = F_g + Σ_d [P0_gd − ρ^d (P1_gd + P1_gdᵀ) + ρ^{2d} P2_gd] / (1 − ρ^{2d})
 
     with F = a_first a_firstᵀ, P0 = Σ a_t a_tᵀ, P1 = Σ a_t a_prevᵀ, P2 = Σ a_prev a_prevᵀ over
-    the rows with gap d, all formed once: one sort by group and time, then tall matrix
-    products and sparse group-indicator products (no loop over groups).  Only the
+    the rows with gap d, all formed once: at most one sort by group and time, then tall
+    matrix products on views of the rows and sparse group-indicator products that index
+    them (no loop over groups; the rows are copied only if they must be sorted).  Only the
     random-effects columns (the last k of a = [X y z]) are kept per group; the [X y]
     block is kept summed over the groups of each by() level.  Each evaluation then costs
     O(G·c·k), not O(n), and so does the gradient in φ (:meth:`gradient`).
@@ -134,47 +135,61 @@ class MarkovStatistics:
         a = A if order is None else A[order]
         g = rd.groups if order is None else rd.groups[order]
         first, gaps = _first_and_gaps(g, rd.t if order is None else rd.t[order])
-        self.gaps = np.unique(gaps[~first])
+        self.gaps, n_pairs = np.unique(gaps[~first], return_counts=True)
         self.k, self.md = k, A.shape[1] - k
         self.n_groups = int(rd.groups.max()) + 1
         self.by_of_group = np.zeros(self.n_groups, dtype=int)
         self.by_of_group[rd.groups] = rd.by
         self.n_levels = len(rd.by_levels)
         self.rows_per_group = np.bincount(rd.groups, minlength=self.n_groups)
-        blocks, zc = self._pair_sums(g[first], a[first], a[first])
-        self.F = (blocks[0], zc[0])
-        self.parts = []   # per gap d: (d, [X y] blocks (3, levels, md, md), z columns (3, G, c, k), rows per group)
-        for d in self.gaps:
-            rows = np.flatnonzero(~first & (gaps == d))   # rows whose predecessor is d earlier
-            pairs = self._pair_sums(g[rows], np.take(a, rows, axis=0), np.take(a, rows - 1, axis=0))
-            self.parts.append((d, *pairs, np.bincount(g[rows], minlength=self.n_groups)))
+        self._a, self._z = a, np.ascontiguousarray(a[:, self.md:].T)
+        self._level = self.by_of_group[g] if self.n_levels > 1 else None
+        n, G = len(g), self.n_groups
+        heads = np.flatnonzero(first).astype(np.int32 if n < 2 ** 31 else np.int64)
+        tails = np.append(heads[1:] - 1, n - 1)
+        one_each = np.arange(G + 1)                                 # one head (tail) per group
+        self.F = (self._blocks(heads, heads), self._zcols(heads, heads, one_each))
+        # all rows, and all consecutive pairs less the group boundaries, as views: the pairs of
+        # every gap together; the most frequent gap gets what the others leave
+        S = (self._blocks(slice(None), slice(None)), self._zcols(np.arange(n, dtype=heads.dtype), slice(None),
+                                                                 np.append(heads, n)))
+        C = self._blocks(slice(1, n), slice(0, n - 1)) - self._blocks(heads[1:], heads[1:] - 1)
+        rest_b = np.stack([S[0] - self.F[0], -C - C.transpose(0, 2, 1), S[0] - self._blocks(tails, tails)])
+        rest_z = np.stack([S[1] - self.F[1], S[1] - self._zcols(tails, tails, one_each)])   # P0, P2
+        main = int(np.argmax(n_pairs))
+        self.parts = [None] * len(self.gaps)
+        for i in sorted(range(len(self.gaps)), key=lambda i: i == main):   # the main gap last
+            rows = np.flatnonzero(~first & (gaps == self.gaps[i])).astype(heads.dtype)  # predecessor d earlier
+            prev = rows - 1
+            indptr = np.searchsorted(g[rows], np.arange(G + 1))
+            if i == main:
+                blocks, z02 = rest_b, rest_z
+            else:
+                P1 = self._blocks(rows, prev)
+                blocks = np.stack([self._blocks(rows, rows), -P1 - P1.transpose(0, 2, 1), self._blocks(prev, prev)])
+                z02 = np.stack([self._zcols(rows, rows, indptr), self._zcols(prev, prev, indptr)])
+                rest_b, rest_z = rest_b - blocks, rest_z - z02
+            p1s = self._zcols(rows, prev, indptr) + self._zcols(prev, rows, indptr)
+            self.parts[i] = (self.gaps[i], blocks, np.stack([z02[0], -p1s, z02[1]]), np.diff(indptr))
+        del self._a, self._z
 
-    def _pair_sums(self, g: np.ndarray, x: np.ndarray, y: np.ndarray):
-        """P0 = Σ x xᵀ, −(P1 + P1ᵀ) (P1 = Σ x yᵀ) and P2 = Σ y yᵀ over the row pairs (x_i, y_i),
-        sorted by group g: their [X y] blocks per by() level (3, levels, md, md) and their z
-        columns per group (3, G, c, k); the latter are products of a sparse group indicator,
-        weighted by one z column, with the rows."""
-        md, G = self.md, self.n_groups
-        indptr = np.searchsorted(g, np.arange(G + 1))
-        cols = np.arange(len(g), dtype=indptr.dtype)
-        zx, zy = np.ascontiguousarray(x[:, md:].T), np.ascontiguousarray(y[:, md:].T)
+    def _blocks(self, rows_a, rows_b) -> np.ndarray:
+        """Σ a_i[:md] a_j[:md]ᵀ over the row pairs (i, j) (index arrays or slices), per by() level."""
+        x, y = self._a[rows_a, :self.md], self._a[rows_b, :self.md]
+        if self._level is None:
+            return (x.T @ y)[None]
+        level = self._level[rows_a]
+        return np.stack([x[level == lv].T @ y[level == lv] for lv in range(self.n_levels)])
 
-        def zcols(u: np.ndarray, zv: np.ndarray) -> np.ndarray:
-            out = np.empty((G, u.shape[1], self.k))
-            for j in range(self.k):
-                out[:, :, j] = sparse.csr_matrix((zv[j], cols, indptr), shape=(G, len(g))) @ u
-            return out
-
-        level = self.by_of_group[g] if self.n_levels > 1 else np.zeros(0)
-
-        def blocks(u: np.ndarray, v: np.ndarray) -> np.ndarray:
-            if self.n_levels == 1:
-                return (u[:, :md].T @ v[:, :md])[None]
-            return np.stack([u[level == lv, :md].T @ v[level == lv, :md] for lv in range(self.n_levels)])
-
-        P1 = blocks(x, y)
-        return (np.stack([blocks(x, x), -P1 - P1.transpose(0, 2, 1), blocks(y, y)]),
-                np.stack([zcols(x, zx), -zcols(x, zy) - zcols(y, zx), zcols(y, zy)]))
+    def _zcols(self, rows_a: np.ndarray, rows_b, indptr: np.ndarray) -> np.ndarray:
+        """Σ a_i z_jᵀ over the row pairs (i, j) of each group (G, c, k), the pairs sorted by group
+        (group g's from indptr[g] to indptr[g+1]): per z column, a sparse group indicator
+        weighted by z_j times the rows a_i (no copy of a)."""
+        shape = (self.n_groups, len(self._a))
+        out = np.empty((self.n_groups, self._a.shape[1], self.k))
+        for j in range(self.k):
+            out[:, :, j] = sparse.csr_matrix((self._z[j, rows_b], rows_a, indptr), shape=shape) @ self._a
+        return out
 
     @staticmethod
     def applies(rm: "ResidualModel") -> bool:
