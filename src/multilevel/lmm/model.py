@@ -81,8 +81,8 @@ class LinearMixedModel:
         self._markov = None
         if self.residual is not None and len(self.terms) <= 1 and MarkovStatistics.applies(self.residual) \
                 and (not self.terms or self.terms[0].equations[0].group_key == design.residual_key):
-            self._markov = MarkovStatistics(self.residual, np.column_stack([self._raw] + [t.z for t in self.terms]),
-                                            sum(t.k for t in self.terms))
+            self._markov = MarkovStatistics(self.residual, self._raw,
+                                            self.terms[0].z if self.terms else np.zeros((self.n, 0)))
         self._layout()
         if self.residual is None:
             z = [t.z if self._sqrt_w1 is None else t.z * self._sqrt_w1 for t in self.terms]

@@ -46,6 +46,26 @@ class ResidualModel:
             return None
         return np.lexsort((t, g))
 
+    @functools.cached_property
+    def time_gaps(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """In :attr:`time_order`: group codes, whether each row starts its group, and its time
+        gap to the previous row (0 for a group's first row)."""
+        order = self.time_order
+        g = self.design.groups if order is None else self.design.groups[order]
+        t = self.design.t if order is None else self.design.t[order]
+        first = np.ones(len(g), dtype=bool)
+        first[1:] = g[1:] != g[:-1]
+        gaps = np.zeros(len(t))
+        gaps[1:] = np.diff(t)
+        gaps[first] = 0.0
+        return g, first, gaps
+
+    @functools.cached_property
+    def gap_counts(self) -> tuple[np.ndarray, np.ndarray]:
+        """The distinct time gaps between consecutive rows of a group, and how often each occurs."""
+        _, first, gaps = self.time_gaps
+        return np.unique(gaps[~first], return_counts=True)
+
     @property
     def label(self) -> str:
         return self.structure.label
@@ -129,20 +149,20 @@ class MarkovStatistics:
 
     MAX_GAPS = 8
 
-    def __init__(self, rm: "ResidualModel", A: np.ndarray, k: int):
+    def __init__(self, rm: "ResidualModel", D: np.ndarray, z: np.ndarray):
+        """D = [X y] (n × md) and z = the random-effects columns (n × k), in the design's row order."""
         rd = rm.design
-        order = rm.time_order
-        a = A if order is None else A[order]
-        g = rd.groups if order is None else rd.groups[order]
-        first, gaps = _first_and_gaps(g, rd.t if order is None else rd.t[order])
-        self.gaps, n_pairs = np.unique(gaps[~first], return_counts=True)
-        self.k, self.md = k, A.shape[1] - k
+        if rm.time_order is not None:
+            D, z = D[rm.time_order], z[rm.time_order]
+        g, first, gaps = rm.time_gaps
+        self.gaps, n_pairs = rm.gap_counts
+        self.md, self.k = D.shape[1], z.shape[1]
         self.n_groups = int(rd.groups.max()) + 1
         self.by_of_group = np.zeros(self.n_groups, dtype=int)
         self.by_of_group[rd.groups] = rd.by
         self.n_levels = len(rd.by_levels)
         self.rows_per_group = np.bincount(rd.groups, minlength=self.n_groups)
-        self._a, self._z = a, np.ascontiguousarray(a[:, self.md:].T)
+        self._D, self._z = np.ascontiguousarray(D), z   # rows contiguous for the sparse products
         self._level = self.by_of_group[g] if self.n_levels > 1 else None
         n, G = len(g), self.n_groups
         heads = np.flatnonzero(first).astype(np.int32 if n < 2 ** 31 else np.int64)
@@ -171,24 +191,25 @@ class MarkovStatistics:
                 rest_b, rest_z = rest_b - blocks, rest_z - z02
             p1s = self._zcols(rows, prev, indptr) + self._zcols(prev, rows, indptr)
             self.parts[i] = (self.gaps[i], blocks, np.stack([z02[0], -p1s, z02[1]]), np.diff(indptr))
-        del self._a, self._z
+        del self._D, self._z
 
     def _blocks(self, rows_a, rows_b) -> np.ndarray:
-        """Σ a_i[:md] a_j[:md]ᵀ over the row pairs (i, j) (index arrays or slices), per by() level."""
-        x, y = self._a[rows_a, :self.md], self._a[rows_b, :self.md]
+        """Σ D_i D_jᵀ over the row pairs (i, j) (index arrays or slices), per by() level."""
+        x, y = self._D[rows_a], self._D[rows_b]
         if self._level is None:
             return (x.T @ y)[None]
         level = self._level[rows_a]
         return np.stack([x[level == lv].T @ y[level == lv] for lv in range(self.n_levels)])
 
     def _zcols(self, rows_a: np.ndarray, rows_b, indptr: np.ndarray) -> np.ndarray:
-        """Σ a_i z_jᵀ over the row pairs (i, j) of each group (G, c, k), the pairs sorted by group
-        (group g's from indptr[g] to indptr[g+1]): per z column, a sparse group indicator
-        weighted by z_j times the rows a_i (no copy of a)."""
-        shape = (self.n_groups, len(self._a))
-        out = np.empty((self.n_groups, self._a.shape[1], self.k))
+        """Σ a_i z_jᵀ (a = [D z]) over the row pairs (i, j) of each group (G, c, k), the pairs sorted
+        by group (group g's from indptr[g] to indptr[g+1]): per z column, a sparse group
+        indicator weighted by z_j times the rows of D and z (no copy of them)."""
+        shape = (self.n_groups, len(self._D))
+        out = np.empty((self.n_groups, self.md + self.k, self.k))
         for j in range(self.k):
-            out[:, :, j] = sparse.csr_matrix((self._z[j, rows_b], rows_a, indptr), shape=shape) @ self._a
+            W = sparse.csr_matrix((self._z[rows_b, j], rows_a, indptr), shape=shape)
+            out[:, :self.md, j], out[:, self.md:, j] = W @ self._D, W @ self._z
         return out
 
     @staticmethod
@@ -196,10 +217,7 @@ class MarkovStatistics:
         spec = rm.design.spec
         if not ((spec.kind == "ar" and (spec.order or 1) == 1) or spec.kind == "exponential"):
             return False
-        order = rm.time_order
-        g, t = (rm.design.groups, rm.design.t) if order is None else (rm.design.groups[order], rm.design.t[order])
-        first, gaps = _first_and_gaps(g, t)
-        return len(np.unique(gaps[~first])) <= MarkovStatistics.MAX_GAPS
+        return len(rm.gap_counts[0]) <= MarkovStatistics.MAX_GAPS
 
     def _mix(self, weights: list[np.ndarray], first: float) -> tuple[np.ndarray, np.ndarray]:
         """first·F + Σ_d (w0 P0 − w1 (P1 + P1ᵀ) + w2 P2) with weights (3, levels) per gap:
@@ -260,17 +278,6 @@ class MarkovStatistics:
         out[:n_rho] = d_rho
         out[n_rho:] = (self._per_level(self.rows_per_group) - value)[1:]
         return out
-
-
-def _first_and_gaps(g: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """For rows sorted by group and time: whether each row starts its group, and its time
-    gap to the previous row (0 for a group's first row)."""
-    first = np.ones(len(g), dtype=bool)
-    first[1:] = g[1:] != g[:-1]
-    gaps = np.zeros(len(t))
-    gaps[1:] = np.diff(t)
-    gaps[first] = 0.0
-    return first, gaps
 
 
 def _markov_rho(rm: "ResidualModel", phi: np.ndarray, n_levels: int) -> tuple[np.ndarray, np.ndarray]:
