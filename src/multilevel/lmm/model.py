@@ -145,8 +145,8 @@ class LinearMixedModel:
         md = self.p + 1
         self.A21Z = None
         if self.terms:
-            self.A11 = zcols[:, md:, :]
-            self.A21D = zcols[:, :md, :].transpose(1, 0, 2)
+            self.A11 = np.ascontiguousarray(zcols[:, md:, :])  # contiguous: faster batched kernels
+            self.A21D = np.ascontiguousarray(zcols[:, :md, :].transpose(1, 0, 2))
 
     def _whiten_rows(self, phi: np.ndarray) -> None:
         widths = [self._raw.shape[1]] + [t.k for t in self.terms]
