@@ -1,6 +1,9 @@
 """The O(groups) AR(1)/exponential path gives the same likelihood as whitening every group."""
 from __future__ import annotations
 
+import json
+import pathlib
+
 import numpy as np
 import pytest
 
@@ -68,3 +71,26 @@ def test_analytic_gradient_equals_differences(dataset, command):
         assert grad[i] == pytest.approx(_central(model.objective, theta, i), rel=1e-6, abs=1e-6)
         ll = _central(lambda t: model.loglik_at(model.factor(t), sigma2), theta, i)
         assert ll_grad[i] == pytest.approx(ll, rel=1e-6, abs=1e-6)
+
+
+MARKOV_REFS = sorted((pathlib.Path(__file__).parent / "references" / "markov").glob("*.json"))
+
+
+@pytest.mark.parametrize("path", MARKOV_REFS, ids=lambda p: p.stem)
+def test_reml_fit_equals_nlme(path):
+    """REML fits on the Markov path (analytic θ and φ gradient) against nlme's lme with corAR1
+    (tests/references/markov/make.R), with and without time gaps."""
+    import multilevel
+
+    case = json.loads(path.read_text())
+    data = load_data(case["dataset"])
+    if case["subset"]:
+        data = data.sort_values(["mare", "time"]).reset_index(drop=True)
+        data = data.drop(index=data.index[::7]).reset_index(drop=True)   # as make.R
+    res = multilevel.fit(case["stata"], data=data).to_dict()
+    ref = case["results"]
+    assert res["loglik"] == pytest.approx(ref["loglik"], abs=1e-5)
+    assert res["extra"]["ar1_rho"] == pytest.approx(ref["ar1_rho"], abs=1e-4)
+    assert res["residual"]["var"] == pytest.approx(ref["residual_var"], rel=1e-4)
+    assert res["fixed"]["coef"] == pytest.approx([ref["coef"][n] for n in res["fixed"]["names"]], abs=1e-4)
+    assert np.array(res["random"][0]["cov"]) == pytest.approx(np.array(ref["re_cov"]), rel=1e-3, abs=1e-4)
