@@ -167,12 +167,12 @@ class MarkovStatistics:
         n, G = len(g), self.n_groups
         heads = np.flatnonzero(first).astype(np.int32 if n < 2 ** 31 else np.int64)
         tails = np.append(heads[1:] - 1, n - 1)
-        one_each = np.arange(G + 1)                                 # one head (tail) per group
+        one_each = np.searchsorted(g[heads], np.arange(G + 1))      # one head (tail) per group present
         self.F = (self._blocks(heads, heads), self._zcols(heads, heads, one_each))
         # all rows, and all consecutive pairs less the group boundaries, as views: the pairs of
         # every gap together; the most frequent gap gets what the others leave
-        S = (self._blocks(slice(None), slice(None)), self._zcols(np.arange(n, dtype=heads.dtype), slice(None),
-                                                                 np.append(heads, n)))
+        S = (self._blocks(slice(None), slice(None)),
+             self._zcols(np.arange(n, dtype=heads.dtype), slice(None), np.searchsorted(g, np.arange(G + 1))))
         C = self._blocks(slice(1, n), slice(0, n - 1)) - self._blocks(heads[1:], heads[1:] - 1)
         rest_b = np.stack([S[0] - self.F[0], -C - C.transpose(0, 2, 1), S[0] - self._blocks(tails, tails)])
         rest_z = np.stack([S[1] - self.F[1], S[1] - self._zcols(tails, tails, one_each)])   # P0, P2
