@@ -19,6 +19,7 @@ import numpy as np
 from scipy import sparse
 
 from ..linalg import batched
+from . import markov_gradient
 from .model import Factor, LinearMixedModel
 
 
@@ -26,25 +27,12 @@ def available(model: LinearMixedModel) -> bool:
     """No cluster weights, and either one random-effects term with no residual structure other
     than AR(1)/exponential (whose R_j is positive definite for every φ), or several terms with
     independent residuals.  With a residual structure the θ part is analytic on the whitened
-    cross-products and the few residual parameters φ are differenced (each costs one
-    factorization, O(groups) on the AR(1) path)."""
+    cross-products, and so is the φ part (markov_gradient)."""
     if model._group_w is not None or not model.terms:
         return False
     if len(model.terms) > 1:
         return model.residual is None
     return model.residual is None or model._markov is not None  # AR(1)-type: R always positive definite
-
-
-def _phi_differences(fun, theta: np.ndarray, model: LinearMixedModel, step: float = 1e-6) -> np.ndarray:
-    """Central differences of ``fun`` over the residual-structure parameters of θ."""
-    sl = model.residual_slice
-    out = np.empty(sl.stop - sl.start)
-    for j, i in enumerate(range(sl.start, sl.stop)):
-        h = step * max(1.0, abs(theta[i]))
-        e = np.zeros(len(theta))
-        e[i] = h
-        out[j] = (fun(theta + e) - fun(theta - e)) / (2 * h)
-    return out
 
 
 def pieces(model: LinearMixedModel, f: Factor) -> tuple[np.ndarray, np.ndarray]:
@@ -91,25 +79,23 @@ def _pieces_one(model: LinearMixedModel, f: Factor) -> tuple[np.ndarray, np.ndar
 
 
 def deviance_gradient(model: LinearMixedModel, f: Factor) -> np.ndarray:
-    """∇_θ of the profiled deviance (ML or REML); residual parameters by differences."""
+    """∇_θ of the profiled deviance (ML or REML), residual parameters last."""
     g_det, g_r2 = pieces(model, f)
     grad = g_det + model.dof * g_r2 / f.pwrss
     if model.residual is None:
         return grad
-    return np.concatenate([grad, _phi_differences(model.objective, f.theta.copy(), model)])
+    return np.concatenate([grad, markov_gradient.phi_gradient(model, f, model.dof / f.pwrss)])
 
 
 def loglik_gradient(model: LinearMixedModel, theta: np.ndarray, sigma2: float) -> np.ndarray:
-    """∇ of ℓ(θ, σ²) = −½[log|L_Z|² (+ log|R_X|²) + ν log 2πσ² + r²/σ²] (β profiled out;
-    residual-structure parameters by central differences)."""
+    """∇ of ℓ(θ, σ²) = −½[log|L_Z|² (+ log|R_X|²) + Σ log|R_j| + ν log 2πσ² + r²/σ²]
+    (β profiled out; residual-structure parameters after θ)."""
     f = model.factor(theta)
     g_det, g_r2 = pieces(model, f)
     d_theta = -0.5 * (g_det + g_r2 / sigma2)
     d_sigma2 = -0.5 * (model.dof / sigma2 - f.pwrss / sigma2 ** 2)
-    if model.residual is not None:  # a wider step: this gradient is itself differenced for the Hessian
-        d_phi = _phi_differences(lambda t: model.loglik_at(model.factor(t), sigma2), np.asarray(theta, float),
-                                 model, step=1e-4)
-        d_theta = np.concatenate([d_theta, d_phi])
+    if model.residual is not None:
+        d_theta = np.concatenate([d_theta, -0.5 * markov_gradient.phi_gradient(model, f, 1 / sigma2)])
     return np.append(d_theta, d_sigma2)
 
 

@@ -81,8 +81,8 @@ class LinearMixedModel:
         self._markov = None
         if self.residual is not None and len(self.terms) <= 1 and MarkovStatistics.applies(self.residual) \
                 and (not self.terms or self.terms[0].equations[0].group_key == design.residual_key):
-            self._markov = MarkovStatistics(self.residual, np.column_stack([self._raw] + [t.z for t in self.terms]),
-                                            sum(t.k for t in self.terms))
+            self._markov = MarkovStatistics(self.residual, self._raw,
+                                            self.terms[0].z if self.terms else np.zeros((self.n, 0)))
         self._layout()
         if self.residual is None:
             z = [t.z if self._sqrt_w1 is None else t.z * self._sqrt_w1 for t in self.terms]
@@ -145,8 +145,8 @@ class LinearMixedModel:
         md = self.p + 1
         self.A21Z = None
         if self.terms:
-            self.A11 = zcols[:, md:, :]
-            self.A21D = zcols[:, :md, :].transpose(1, 0, 2)
+            self.A11 = np.ascontiguousarray(zcols[:, md:, :])  # contiguous: faster batched kernels
+            self.A21D = np.ascontiguousarray(zcols[:, :md, :].transpose(1, 0, 2))
 
     def _whiten_rows(self, phi: np.ndarray) -> None:
         widths = [self._raw.shape[1]] + [t.k for t in self.terms]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 
 import numpy as np
+from scipy import sparse
 
 from ..covariance.residual import make
 from ..design.residual import ResidualDesign
@@ -35,6 +36,35 @@ class ResidualModel:
     @functools.cached_property
     def _patterns(self) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         return _patterns(self.design)
+
+    @functools.cached_property
+    def time_order(self) -> np.ndarray | None:
+        """Row order by group, then time; None when the rows are already in that order."""
+        g, t = self.design.groups, self.design.t
+        step = np.diff(g)
+        if np.all((step > 0) | ((step == 0) & (np.diff(t) > 0))):
+            return None
+        return np.lexsort((t, g))
+
+    @functools.cached_property
+    def time_gaps(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """In :attr:`time_order`: group codes, whether each row starts its group, and its time
+        gap to the previous row (0 for a group's first row)."""
+        order = self.time_order
+        g = self.design.groups if order is None else self.design.groups[order]
+        t = self.design.t if order is None else self.design.t[order]
+        first = np.ones(len(g), dtype=bool)
+        first[1:] = g[1:] != g[:-1]
+        gaps = np.zeros(len(t))
+        gaps[1:] = np.diff(t)
+        gaps[first] = 0.0
+        return g, first, gaps
+
+    @functools.cached_property
+    def gap_counts(self) -> tuple[np.ndarray, np.ndarray]:
+        """The distinct time gaps between consecutive rows of a group, and how often each occurs."""
+        _, first, gaps = self.time_gaps
+        return np.unique(gaps[~first], return_counts=True)
 
     @property
     def label(self) -> str:
@@ -109,112 +139,152 @@ class MarkovStatistics:
         M_g = F_g + Σ_d [P0_gd − ρ^d (P1_gd + P1_gdᵀ) + ρ^{2d} P2_gd] / (1 − ρ^{2d})
 
     with F = a_first a_firstᵀ, P0 = Σ a_t a_tᵀ, P1 = Σ a_t a_prevᵀ, P2 = Σ a_prev a_prevᵀ over
-    the rows with gap d, all formed once.  Only the random-effects columns (the last k of
-    a = [X y z]) are kept per group; the [X y] block is kept summed over the groups of each
-    by() level.  Each evaluation then costs O(G·c·k), not O(n).
+    the rows with gap d, all formed once: at most one sort by group and time, then tall
+    matrix products on views of the rows and sparse group-indicator products that index
+    them (no loop over groups; the rows are copied only if they must be sorted).  Only the
+    random-effects columns (the last k of a = [X y z]) are kept per group; the [X y]
+    block is kept summed over the groups of each by() level.  Each evaluation then costs
+    O(G·c·k), not O(n), and so does the gradient in φ (:meth:`gradient`).
     """
 
     MAX_GAPS = 8
 
-    def __init__(self, rm: "ResidualModel", A: np.ndarray, k: int):
+    def __init__(self, rm: "ResidualModel", D: np.ndarray, z: np.ndarray):
+        """D = [X y] (n × md) and z = the random-effects columns (n × k), in the design's row order."""
         rd = rm.design
-        order = np.lexsort((rd.t, rd.groups))
-        g, t = rd.groups[order], rd.t[order]
-        first = np.ones(len(order), dtype=bool)
-        first[1:] = g[1:] != g[:-1]
-        gaps = np.where(first, 0.0, np.diff(t, prepend=t[0]))
-        self.gaps = np.unique(gaps[~first])
-        self.k = k
+        if rm.time_order is not None:
+            D, z = D[rm.time_order], z[rm.time_order]
+        g, first, gaps = rm.time_gaps
+        self.gaps, n_pairs = rm.gap_counts
+        self.md, self.k = D.shape[1], z.shape[1]
         self.n_groups = int(rd.groups.max()) + 1
         self.by_of_group = np.zeros(self.n_groups, dtype=int)
         self.by_of_group[rd.groups] = rd.by
         self.n_levels = len(rd.by_levels)
         self.rows_per_group = np.bincount(rd.groups, minlength=self.n_groups)
-        a = A[order]
-        prev = np.roll(a, 1, axis=0)
-        self.F = self._blocks(a[first], a[first], g[first])
-        last = np.ones(len(order), dtype=bool)
-        last[:-1] = g[:-1] != g[1:]
-        self.parts = []
-        for d in self.gaps:
-            m = (~first) & (gaps == d)
-            P1 = self._blocks(a[m], prev[m], g[m], symmetric=False)
-            P1t = self._transposed(P1)
-            P1s = (P1[0] + P1t[0], P1[1] + P1t[1], None)
-            P0 = self._blocks(a[m], a[m], g[m])
-            if len(self.gaps) == 1:  # predecessors are all rows but each group's last: P2 = P0 + F − L
-                L = self._blocks(a[last], a[last], g[last])
-                P2 = (P0[0] + self.F[0] - L[0], P0[1] + self.F[1] - L[1], None)
+        self._D, self._z = np.ascontiguousarray(D), z   # rows contiguous for the sparse products
+        self._level = self.by_of_group[g] if self.n_levels > 1 else None
+        n, G = len(g), self.n_groups
+        heads = np.flatnonzero(first).astype(np.int32 if n < 2 ** 31 else np.int64)
+        tails = np.append(heads[1:] - 1, n - 1)
+        one_each = np.searchsorted(g[heads], np.arange(G + 1))      # one head (tail) per group present
+        self.F = (self._blocks(heads, heads), self._zcols(heads, heads, one_each))
+        # all rows, and all consecutive pairs less the group boundaries, as views: the pairs of
+        # every gap together; the most frequent gap gets what the others leave
+        S = (self._blocks(slice(None), slice(None)),
+             self._zcols(np.arange(n, dtype=heads.dtype), slice(None), np.searchsorted(g, np.arange(G + 1))))
+        C = self._blocks(slice(1, n), slice(0, n - 1)) - self._blocks(heads[1:], heads[1:] - 1)
+        rest_b = np.stack([S[0] - self.F[0], -C - C.transpose(0, 2, 1), S[0] - self._blocks(tails, tails)])
+        rest_z = np.stack([S[1] - self.F[1], S[1] - self._zcols(tails, tails, one_each)])   # P0, P2
+        main = int(np.argmax(n_pairs))
+        self.parts = [None] * len(self.gaps)
+        for i in sorted(range(len(self.gaps)), key=lambda i: i == main):   # the main gap last
+            rows = np.flatnonzero(~first & (gaps == self.gaps[i])).astype(heads.dtype)  # predecessor d earlier
+            prev = rows - 1
+            indptr = np.searchsorted(g[rows], np.arange(G + 1))
+            if i == main:
+                blocks, z02 = rest_b, rest_z
             else:
-                P2 = self._blocks(prev[m], prev[m], g[m])
-            self.parts.append((d, P0, P1s, P2, np.bincount(g[m], minlength=self.n_groups)))
+                P1 = self._blocks(rows, prev)
+                blocks = np.stack([self._blocks(rows, rows), -P1 - P1.transpose(0, 2, 1), self._blocks(prev, prev)])
+                z02 = np.stack([self._zcols(rows, rows, indptr), self._zcols(prev, prev, indptr)])
+                rest_b, rest_z = rest_b - blocks, rest_z - z02
+            p1s = self._zcols(rows, prev, indptr) + self._zcols(prev, rows, indptr)
+            self.parts[i] = (self.gaps[i], blocks, np.stack([z02[0], -p1s, z02[1]]), np.diff(indptr))
+        del self._D, self._z
 
-    def _blocks(self, a: np.ndarray, b: np.ndarray, g: np.ndarray, symmetric: bool = True):
-        """(Σ_level aᵀb over [X y], per-group aᵀb in the columns of z (G, c, k), and b's z
-        rows against a's [X y] (G, k, md)) for the rows given (sorted by group)."""
-        k, c = self.k, a.shape[1]
-        md = c - k
-        by_row = self.by_of_group[g]
-        full = np.zeros((self.n_levels, md, md))
-        for level in range(self.n_levels):
-            rows = by_row == level
-            full[level] = a[rows, :md].T @ b[rows, :md]
-        zcols = _group_gram(a, b[:, md:], g, self.n_groups) if k else np.zeros((self.n_groups, c, 0))
-        zrows = _group_gram(a[:, md:], b[:, :md], g, self.n_groups) if (k and not symmetric) else None
-        return full, zcols, zrows
+    def _blocks(self, rows_a, rows_b) -> np.ndarray:
+        """Σ D_i D_jᵀ over the row pairs (i, j) (index arrays or slices), per by() level."""
+        x, y = self._D[rows_a], self._D[rows_b]
+        if self._level is None:
+            return (x.T @ y)[None]
+        level = self._level[rows_a]
+        return np.stack([x[level == lv].T @ y[level == lv] for lv in range(self.n_levels)])
 
-    @staticmethod
-    def _transposed(blocks):
-        full, zcols, zrows = blocks
-        md = full.shape[1]
-        # (aᵀb)ᵀ = bᵀa: its z columns are the z rows of aᵀb (transposed) plus the zz block
-        zt = np.concatenate([zrows.transpose(0, 2, 1), zcols[:, md:, :].transpose(0, 2, 1)], axis=1) \
-            if zrows is not None else zcols
-        return full.transpose(0, 2, 1), zt, None
+    def _zcols(self, rows_a: np.ndarray, rows_b, indptr: np.ndarray) -> np.ndarray:
+        """Σ a_i z_jᵀ (a = [D z]) over the row pairs (i, j) of each group (G, c, k), the pairs sorted
+        by group (group g's from indptr[g] to indptr[g+1]): per z column, a sparse group
+        indicator weighted by z_j times the rows of D and z (no copy of them)."""
+        shape = (self.n_groups, len(self._D))
+        out = np.empty((self.n_groups, self.md + self.k, self.k))
+        for j in range(self.k):
+            W = sparse.csr_matrix((self._z[rows_b, j], rows_a, indptr), shape=shape)
+            out[:, :self.md, j], out[:, self.md:, j] = W @ self._D, W @ self._z
+        return out
 
     @staticmethod
     def applies(rm: "ResidualModel") -> bool:
         spec = rm.design.spec
         if not ((spec.kind == "ar" and (spec.order or 1) == 1) or spec.kind == "exponential"):
             return False
-        t, g = rm.design.t, rm.design.groups
-        order = np.lexsort((t, g))
-        gaps = np.diff(t[order])[np.diff(g[order]) == 0]
-        return len(np.unique(gaps)) <= MarkovStatistics.MAX_GAPS
+        return len(rm.gap_counts[0]) <= MarkovStatistics.MAX_GAPS
+
+    def _mix(self, weights: list[np.ndarray], first: float) -> tuple[np.ndarray, np.ndarray]:
+        """first·F + Σ_d (w0 P0 − w1 (P1 + P1ᵀ) + w2 P2) with weights (3, levels) per gap:
+        the [X y] block per level (levels, md, md) and the z columns per group (G, c, k)."""
+        full, zcols = first * self.F[0], first * self.F[1]
+        for (d, blocks, zc, count), w in zip(self.parts, weights):
+            full = full + np.einsum("sl,slij->lij", w, blocks)
+            zcols = zcols + np.einsum("sg,sgck->gck", w[:, self.by_of_group], zc)
+        return full, zcols
+
+    def _weights(self, rho: np.ndarray) -> list[np.ndarray]:
+        """(1, ρ^d, ρ^{2d}) / (1 − ρ^{2d}) per gap d: the weights of P0, P1 + P1ᵀ, P2, (3, levels)."""
+        return [np.stack([np.ones_like(rho), rho ** d, rho ** (2 * d)]) / (1 - rho ** (2 * d)) for d in self.gaps]
+
+    def _per_level(self, per_group: np.ndarray) -> np.ndarray:
+        return np.bincount(self.by_of_group, weights=per_group, minlength=self.n_levels)
 
     def gram(self, rm: "ResidualModel", phi: np.ndarray):
-        """A22 (md × md), the z columns of every group's whitened Gram (G, c, k), and Σ log|R_j|."""
-        rho_level = np.array([_markov_rho(rm, rm.level_params(phi, lv)) for lv in range(self.n_levels)])
-        scale_level = np.exp(rm.log_ratios(phi))
-        rho, scale = rho_level[self.by_of_group], scale_level[self.by_of_group]
-        full = self.F[0].copy()
-        zcols = self.F[1].copy()
-        log_det = float(np.sum(self.rows_per_group * np.log(scale)))
-        for d, P0, P1s, P2, count in self.parts:
-            r_level = rho_level ** d
-            w0, w1, w2 = 1 / (1 - r_level ** 2), r_level / (1 - r_level ** 2), r_level ** 2 / (1 - r_level ** 2)
-            full += w0[:, None, None] * P0[0] - w1[:, None, None] * P1s[0] + w2[:, None, None] * P2[0]
-            r = rho ** d
-            denom = 1 - r * r
-            zcols += ((P0[1] - r[:, None, None] * P1s[1] + (r * r)[:, None, None] * P2[1])
-                      / denom[:, None, None])
-            log_det += float(np.sum(count * np.log(denom)))
-        A22 = np.einsum("l,lij->ij", 1 / scale_level, full)
-        return A22, zcols / scale[:, None, None], log_det
+        """A22 (md × md), the z columns of every group's whitened Gram (G, c, k), and Σ log|R_j|
+        = Σ_rows log(scale) + Σ_d Σ_rows with gap d log(1 − ρ^{2d})."""
+        rho, _ = _markov_rho(rm, phi, self.n_levels)
+        full, zcols = self._mix(self._weights(rho), 1.0)
+        log_scale = rm.log_ratios(phi)
+        log_det = self._per_level(self.rows_per_group) @ log_scale
+        log_det += sum(self._per_level(count) @ np.log(1 - rho ** (2 * d)) for d, *_, count in self.parts)
+        scale = np.exp(log_scale)
+        return np.einsum("l,lij->ij", 1 / scale, full), zcols / scale[self.by_of_group][:, None, None], log_det
 
+    def gradient(self, rm: "ResidualModel", phi: np.ndarray, E: np.ndarray, E22: np.ndarray) -> np.ndarray:
+        """∂/∂φ of ⟨E, zcols(φ)⟩ + ⟨E22, A22(φ)⟩ + Σ_j log|R_j|(φ) at fixed E (G, c, k) and E22
+        (md, md), with zcols, A22 and Σ log|R_j| as returned by :meth:`gram`.
 
-def _markov_rho(rm: "ResidualModel", params: np.ndarray) -> float:
-    if rm.design.spec.kind == "exponential":
-        return float(rm.structure.rho(params))
-    return float(np.tanh(params[0]))
+        Each statistic enters with a scalar weight per group, so only the inner products
+        ⟨E_g, P_g⟩ are needed.  With r = ρ^d and D = 1 − r², ∂[(P0 − r P1s + r² P2)/D]/∂r =
+        [2r P0 − (1 + r²) P1s + 2r P2]/D² and ∂ log D/∂r = −2r/D; the chain rule adds
+        ∂r/∂ρ = d ρ^{d−1} and ∂ρ/∂φ.  The variance ratio exp(φ) of by() level l ≥ 2 divides
+        that level's cross-products and adds its number of rows to Σ log|R_j|.
+        """
+        rho, drho = _markov_rho(rm, phi, self.n_levels)
+        scale = np.exp(rm.log_ratios(phi))
 
+        def inner(blocks: np.ndarray, zc: np.ndarray) -> np.ndarray:
+            """(⟨E22, ·⟩ + ⟨E, ·⟩) / scale per by() level, for stacked statistics (s, levels | G, ...)."""
+            per_group = np.einsum("gck,sgck->sg", E, zc)
+            per_level = np.stack([self._per_level(row) for row in per_group])
+            return (np.einsum("ij,slij->sl", E22, blocks) + per_level) / scale
 
-def _group_gram(a: np.ndarray, b: np.ndarray, groups: np.ndarray, n_groups: int) -> np.ndarray:
-    """Σ_{i in g} a_i b_iᵀ for every group (rows sorted by group), one column of b at a time."""
-    out = np.zeros((n_groups, a.shape[1], b.shape[1]))
-    if not len(groups):
+        value = inner(self.F[0][None], self.F[1][None])[0]   # the gram's ⟨E, ·⟩ per level
+        d_rho = np.zeros(self.n_levels)
+        for (d, blocks, zc, count), w in zip(self.parts, self._weights(rho)):
+            ip = inner(blocks, zc)                            # (3, levels)
+            value += (w * ip).sum(axis=0)
+            r, dr = rho ** d, d * rho ** (d - 1) * drho
+            dw = np.stack([2 * r, 1 + r * r, 2 * r]) / (1 - r * r) ** 2
+            d_rho += dr * ((dw * ip).sum(axis=0) - self._per_level(count) * 2 * r / (1 - r * r))
+        n_rho = self.n_levels * rm.structure.n_params
+        out = np.zeros(rm.n_params)
+        out[:n_rho] = d_rho
+        out[n_rho:] = (self._per_level(self.rows_per_group) - value)[1:]
         return out
-    present, starts = np.unique(groups, return_index=True)
-    for j in range(b.shape[1]):
-        out[present, :, j] = np.add.reduceat(a * b[:, j:j + 1], starts, axis=0)
-    return out
+
+
+def _markov_rho(rm: "ResidualModel", phi: np.ndarray, n_levels: int) -> tuple[np.ndarray, np.ndarray]:
+    """ρ of every by() level and ∂ρ/∂φ (ρ = tanh φ for AR(1), logistic(φ) for exponential)."""
+    params = np.array([rm.level_params(phi, lv)[0] for lv in range(n_levels)])
+    if rm.design.spec.kind == "exponential":
+        rho = rm.structure.rho(params[None])
+        return rho, rho * (1 - rho)
+    rho = np.tanh(params)
+    return rho, 1 - rho * rho
