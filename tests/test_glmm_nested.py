@@ -2,13 +2,16 @@
 
 The reference is each top-level group's nested integral computed by the
 trapezoid rule on wide grids, independently of the quadrature code: scalar
-effects (two levels: 1,201 × 1,201 points; three levels: 101³) and random
+effects (two levels: 401 × 401 points; three levels: 101³) and random
 slopes (a product grid over b ~ N(0, Σ) at every level: a slope at the top
 level, at the lower level, and at the middle of three levels).  The
 level-by-level rules (mean–variance and mode–curvature) must converge to it
 as the number of points grows; Laplace must not.
 """
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -44,7 +47,7 @@ BETA2, SD2 = np.array([0.4, 0.3]), {"a": 0.8, "b": 0.6}
 
 
 def _brute_two_level(df) -> float:
-    v = np.linspace(-9, 9, 1201)
+    v = np.linspace(-9, 9, 401)
     total = 0.0
     for _, da in df.groupby("a"):
         inner = np.zeros_like(v)
@@ -65,9 +68,14 @@ def _loglik(cmd, df, family, method, points, beta, sds):
     return model.loglik(beta, np.zeros(0), theta)
 
 
+@pytest.fixture(scope="module")
+def exact_two_level(two_level) -> float:
+    return _brute_two_level(two_level)
+
+
 @pytest.mark.parametrize("method", ["mvaghermite", "mcaghermite"])
-def test_two_level_poisson_converges_to_the_integral(two_level, method):
-    exact = _brute_two_level(two_level)
+def test_two_level_poisson_converges_to_the_integral(two_level, exact_two_level, method):
+    exact = exact_two_level
     cmd, fam = "mepoisson y x || a: || b:", ("poisson", "log")
     assert _loglik(cmd, two_level, fam, method, 30, BETA2, SD2) == pytest.approx(exact, abs=1e-9)
     assert _loglik(cmd, two_level, fam, method, 15, BETA2, SD2) == pytest.approx(exact, abs=1e-6)
@@ -75,7 +83,11 @@ def test_two_level_poisson_converges_to_the_integral(two_level, method):
     assert seven == pytest.approx(exact, abs=1e-4)
     lap = _loglik(cmd, two_level, fam, "laplace", 1, BETA2, SD2)
     assert abs(lap - exact) > 10 * abs(seven - exact)
-    assert _loglik(cmd, two_level, fam, "ghermite", 40, BETA2, SD2) == pytest.approx(exact, abs=1e-6)
+
+
+def test_two_level_prior_rule(two_level, exact_two_level):
+    cmd, fam = "mepoisson y x || a: || b:", ("poisson", "log")
+    assert _loglik(cmd, two_level, fam, "ghermite", 40, BETA2, SD2) == pytest.approx(exact_two_level, abs=1e-6)
 
 
 @pytest.fixture(scope="module")
@@ -118,9 +130,14 @@ def _brute_three_level(df) -> float:
     return total
 
 
+@pytest.fixture(scope="module")
+def exact_three_level(three_level) -> float:
+    return _brute_three_level(three_level)
+
+
 @pytest.mark.parametrize("method", ["mvaghermite", "mcaghermite"])
-def test_three_level_logit_converges_to_the_integral(three_level, method):
-    exact = _brute_three_level(three_level)
+def test_three_level_logit_converges_to_the_integral(three_level, exact_three_level, method):
+    exact = exact_three_level
     cmd, fam = "melogit y x || a: || b: || c:", ("bernoulli", "logit")
     assert _loglik(cmd, three_level, fam, method, 20, BETA3, SD3) == pytest.approx(exact, abs=1e-8)
     seven = _loglik(cmd, three_level, fam, method, 7, BETA3, SD3)
@@ -231,12 +248,54 @@ def test_nested_default_fit_is_adaptive_quadrature(two_level):
     assert np.all(np.isfinite(res.fixed.se))
 
 
-def test_nested_slopes_and_mode_curvature_fit(two_level):
-    res = ml.mepoisson("y x || a: x || b:", two_level)
-    assert res.intmethod == "mvaghermite" and res.intpoints == 7
-    mc = ml.mepoisson("y x || a: x || b:, intmethod(mcaghermite)", two_level)
-    assert mc.intmethod == "mcaghermite"
-    assert mc.loglik == pytest.approx(res.loglik, abs=1e-3)
+# --- a full fit: lme4's Laplace fit and the maximum of the brute-force integral (R) ------------
+
+REF = Path(__file__).parent / "references" / "glmm_nested" / "glmm_nested_logit_slope_top.json"
+SLOPE_TOP = "melogit y x || school: x, covariance(unstructured) || class:"
+
+
+@pytest.fixture(scope="module")
+def slope_ref():
+    case = json.loads(REF.read_text())
+    return case, pd.read_csv(Path(__file__).parent.parent / case["dataset_path"])
+
+
+def _check_fit(res, ref, coef_rel, var_rel, loglik_abs):
+    assert res.loglik == pytest.approx(ref["loglik"], abs=loglik_abs)
+    assert list(res.fixed.names) == ref["coef"]["names"]
+    np.testing.assert_allclose(res.fixed.coef, ref["coef"]["value"], rtol=coef_rel)
+    school, klass = res.to_dict()["random"]
+    np.testing.assert_allclose(school["cov"], ref["school_cov"], rtol=var_rel)
+    assert klass["cov"][0][0] == pytest.approx(ref["class_var"], rel=var_rel)
+
+
+def test_nested_slope_laplace_fit_matches_lme4(slope_ref):
+    case, df = slope_ref
+    res = ml.melogit(SLOPE_TOP + ", intmethod(laplace)", df)
+    _check_fit(res, case["laplace"], coef_rel=1e-4, var_rel=5e-4, loglik_abs=1e-5)
+    np.testing.assert_allclose(res.fixed.se, case["laplace"]["se"]["value"], rtol=1e-2)
+
+
+@pytest.mark.parametrize("method", ["mvaghermite", "mcaghermite"])
+def test_nested_slope_rules_converge_at_the_exact_maximum(slope_ref, method):
+    """At the reference's parameters the adaptive rules approach its integral as points grow."""
+    case, df = slope_ref
+    ref = case["exact"]
+    beta = np.array(ref["coef"]["value"])
+    sigmas = {"school": np.array(ref["school_cov"]), "class": ref["class_var"]}
+    exact = ref["loglik"] - case["checks"]["Q40_minus_Q50_at_optimum"]    # the 50-point rule's value
+    errors = [abs(_slope_loglik(SLOPE_TOP, df, ("bernoulli", "logit"), method, p, beta, sigmas) - exact)
+              for p in (5, 9, 15)]
+    assert errors[0] > errors[1] > errors[2]
+    assert errors[2] < 2e-7
+
+
+@pytest.mark.parametrize("method", ["mvaghermite", "mcaghermite"])
+def test_nested_slope_fit_is_near_the_exact_maximum(slope_ref, method):
+    case, df = slope_ref
+    res = ml.melogit(SLOPE_TOP + f", intmethod({method})", df)
+    assert res.intmethod == method and res.intpoints == 7
+    _check_fit(res, case["exact"], coef_rel=1e-4, var_rel=5e-4, loglik_abs=1e-3)
 
 
 def test_what_stays_laplace_only(two_level, three_level):

@@ -170,41 +170,39 @@ class NestedIntegrator:
         return loc
 
     # --- the rule for the requested method -------------------------------------------------------
-    def loglik(self, eta0, lams, modes, w, loglik, tol: float = 1e-10, max_iter: int = 200) -> float:
+    def loglik(self, eta0, lams, modes, w, loglik, tol: float = 1e-12, max_iter: int = 200) -> float:
         """Σ log L_a.  ``lams`` and ``modes`` (G_l, k_l) per level, top first; ``w`` the
         curvature −∂²log f/∂η² at the joint modes; ``loglik(η)`` log f per observation
-        and node path (n × paths)."""
+        and node path (n × paths).  ``mvaghermite`` stops when an update changes the value by
+        less than ``tol`` relative."""
         if self.method == "ghermite":
             U = [np.broadcast_to(t, (g.n_groups, c, m, k)) for t, g, c, m, k in
                  zip(self.T, self.terms, self.C, self.M, self.k)]
             return self.integrate(eta0, lams, loglik, U, [0.0] * self.L)[0]
         cov, slopes = self.gaussian(lams, w)
-        loc, U, R, logdet = [], [], [], []
+        U, R, logdet = [], [], []
         for l in range(self.L):          # top down: a level's locations follow its ancestors' nodes
             r, ld = cov_root(cov[l], lams[l], self.perm[l])
             R.append(r[:, None])
             logdet.append(ld[:, None])
-            loc.append(self._locations(l, modes, slopes, U))
-            U.append(self._nodes(l, loc[l], R[l]))
+            U.append(self._nodes(l, self._locations(l, modes, slopes, U), R[l]))
         if self.method == "mcaghermite":
             return self.integrate(eta0, lams, loglik, U, logdet)[0]
-        for _ in range(max_iter):        # mean–variance: recentre until the moments stop moving
-            _, post = self.integrate(eta0, lams, loglik, U, logdet)
-            change = 0.0
+        value = np.inf
+        for _ in range(max_iter):        # mean–variance: recentre until the value stops moving
+            previous = value
+            value, post = self.integrate(eta0, lams, loglik, U, logdet)
+            if abs(value - previous) <= tol * max(1.0, abs(value)):
+                break
             for l in range(self.L):
                 G, C, k = self.terms[l].n_groups, self.C[l], self.k[l]
                 m = np.einsum("gcj,gcjk->gck", post[l], U[l])
                 D = U[l] - m[:, :, None, :]
                 V = _floor(np.einsum("gcj,gcja,gcjb->gcab", post[l], D, D), R[l])
                 r, ld = cov_root(V.reshape(G * C, k, k), lams[l], self.perm[l])
-                r = r.reshape(G, C, k, k)
-                change = max(change, np.max(np.abs(m - loc[l])), np.max(np.abs(r - R[l])))
-                loc[l], R[l], logdet[l] = m, r, ld.reshape(G, C)
-                U[l] = self._nodes(l, m, r)
-            if change < tol:
-                break
-        return self.integrate(eta0, lams, loglik, U, logdet)[0]
-
+                R[l], logdet[l] = r.reshape(G, C, k, k), ld.reshape(G, C)
+                U[l] = self._nodes(l, m, R[l])
+        return value
 
 def _floor(V: np.ndarray, R: np.ndarray) -> np.ndarray:
     """V with its variances along the current node axes (W = R⁻¹VR⁻ᵀ) raised to at least ¼:
