@@ -225,6 +225,16 @@ def test_two_level_slopes_converge_to_the_integral(two_level, case):
         assert abs(lap - exact) > 10 * abs(seven - exact)
 
 
+def test_node_paths_in_blocks_give_the_same_value(two_level, monkeypatch):
+    """Large problems are evaluated in blocks of node paths; the value must not change."""
+    from multilevel.glmm import nested
+
+    cmd, fam, _, sigmas, _, _ = SLOPE_CASES["slope at the top level"]
+    whole = _slope_loglik(cmd, two_level, fam, "mvaghermite", 7, BETA2, sigmas)
+    monkeypatch.setattr(nested, "MAX_PATHS", 5 * len(two_level))          # blocks of 5 of 343 paths
+    assert _slope_loglik(cmd, two_level, fam, "mvaghermite", 7, BETA2, sigmas) == pytest.approx(whole, abs=1e-12)
+
+
 def test_three_level_slope_in_the_middle_converges(three_level):
     """melogit y x || a: || b: x, cov(un) || c: — four dimensions over three levels."""
     df = three_level.assign(one=1.0)

@@ -91,12 +91,12 @@ class NestedIntegrator:
         self.C = [int(np.prod(self.M[:l])) for l in range(self.L + 1)]  # contexts; C[L] paths
         self.perm = [cons_first(t) for t in self.terms]
         self.obs = [_membership(t.refs, t.n_groups) for t in self.terms]
-        self.up = [None] + [_membership(p, levels[l - 1][0].n_groups) for l, (_, p) in enumerate(levels)
-                            if p is not None]
         self.anc = [{l: np.arange(t.n_groups)} for l, t in enumerate(self.terms)]   # group at level a
         for l in range(1, self.L):
             for a in range(l):
                 self.anc[l][a] = self.anc[l - 1][a][levels[l][1]]
+        self.to_anc = [{a: _membership(self.anc[l][a], self.terms[a].n_groups) for a in range(l)}
+                       for l in range(self.L)]                               # sums level l into a
 
     # --- one pass of the rule ----------------------------------------------------------------
     def _nodes(self, l, loc, R):
@@ -129,7 +129,7 @@ class NestedIntegrator:
             logI = np.log(total) + top[:, :, 0] + logdet[l]                   # (G_l, C_l)
             if l == 0:
                 return float(logI.sum()), post
-            acc = self.up[l] @ logI                                           # (G_{l−1}, C_l)
+            acc = self.to_anc[l][l - 1] @ logI                                           # (G_{l−1}, C_l)
         raise AssertionError
 
     # --- the Gaussian approximation at the joint modes ------------------------------------------
@@ -151,10 +151,9 @@ class NestedIntegrator:
             Sinv = np.linalg.inv(S[c][c])
             for a in range(c):
                 left = np.swapaxes(S[c][a], 1, 2) @ Sinv  # S_ac S_cc⁻¹
-                to_a = _membership(self.anc[c][a], self.terms[a].n_groups)
                 for b in range(a + 1):
                     D = left @ S[c][b]
-                    S[a][b] = S[a][b] - (to_a @ D.reshape(len(D), -1)).reshape(S[a][b].shape)
+                    S[a][b] = S[a][b] - (self.to_anc[c][a] @ D.reshape(len(D), -1)).reshape(S[a][b].shape)
         cov = [np.linalg.inv(S[l][l]) for l in range(self.L)]
         return cov, [[cov[l] @ S[l][a] for a in range(l)] for l in range(self.L)]
 
@@ -192,7 +191,7 @@ class NestedIntegrator:
         for _ in range(max_iter):        # mean–variance: recentre until the value stops moving
             previous = value
             value, post = self.integrate(eta0, lams, loglik, U, logdet)
-            if abs(value - previous) <= tol * max(1.0, abs(value)):
+            if not np.isfinite(value) or abs(value - previous) <= tol * max(1.0, abs(value)):
                 break
             for l in range(self.L):
                 G, C, k = self.terms[l].n_groups, self.C[l], self.k[l]
@@ -203,6 +202,7 @@ class NestedIntegrator:
                 R[l], logdet[l] = r.reshape(G, C, k, k), ld.reshape(G, C)
                 U[l] = self._nodes(l, m, R[l])
         return value
+
 
 def _floor(V: np.ndarray, R: np.ndarray) -> np.ndarray:
     """V with its variances along the current node axes (W = R⁻¹VR⁻ᵀ) raised to at least ¼:
