@@ -40,7 +40,7 @@ import numpy as np
 from scipy import sparse
 
 from ..spec.errors import SpecError
-from .quadrature import cons_first, cov_root, product_rule
+from .quadrature import cons_first, cov_root, no_collapse, product_rule
 
 MAX_COMBINATIONS = 50_000   # node paths (∏ M_l) per observation
 MAX_PATHS = 5_000_000       # observations × node paths evaluated at once
@@ -197,20 +197,10 @@ class NestedIntegrator:
                 G, C, k = self.terms[l].n_groups, self.C[l], self.k[l]
                 m = np.einsum("gcj,gcjk->gck", post[l], U[l])
                 D = U[l] - m[:, :, None, :]
-                V = _floor(np.einsum("gcj,gcja,gcjb->gcab", post[l], D, D), R[l])
-                r, ld = cov_root(V.reshape(G * C, k, k), lams[l], self.perm[l])
+                V = np.einsum("gcj,gcja,gcjb->gcab", post[l], D, D).reshape(G * C, k, k)
+                V = no_collapse(V, np.broadcast_to(R[l], (G, C, k, k)).reshape(G * C, k, k))
+                r, ld = cov_root(V, lams[l], self.perm[l])
                 R[l], logdet[l] = r.reshape(G, C, k, k), ld.reshape(G, C)
                 U[l] = self._nodes(l, m, R[l])
         return value
 
-
-def _floor(V: np.ndarray, R: np.ndarray) -> np.ndarray:
-    """V with its variances along the current node axes (W = R⁻¹VR⁻ᵀ) raised to at least ¼:
-    a scale shrinks at most by half per step, since nodes placed badly at first (at an
-    extreme ancestor node) would otherwise see one node's mass and collapse."""
-    Rinv = np.linalg.inv(R)
-    W = Rinv @ V @ np.swapaxes(Rinv, -1, -2)
-    lift = np.maximum(0.25 - np.diagonal(W, axis1=-2, axis2=-1), 0.0)
-    if not np.any(lift):
-        return V
-    return V + (R * lift[..., None, :]) @ np.swapaxes(R, -1, -2)

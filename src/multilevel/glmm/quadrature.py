@@ -154,7 +154,7 @@ class GroupIntegrator:
             p = np.exp(logp)
             m_new = np.einsum("gj,gja->ga", p, U)
             D = U - m_new[:, None, :]
-            V = _no_collapse(np.einsum("gj,gja,gjb->gab", p, D, D), C)
+            V = no_collapse(np.einsum("gj,gja,gjb->gab", p, D, D), C)
             C_new, logdet = self.root(V, lam)
             change = max(np.max(np.abs(m_new - m)), np.max(np.abs(C_new - C)))
             m, C = m_new, C_new
@@ -165,10 +165,10 @@ class GroupIntegrator:
         return self.integrate(eta0, lam, m, C, loglik, logdet)[0], m, C
 
 
-def _no_collapse(V: np.ndarray, C: np.ndarray) -> np.ndarray:
+def no_collapse(V: np.ndarray, C: np.ndarray) -> np.ndarray:
     """V with its spread relative to the current nodes' (CCᵀ) kept ≥ 1/4 in every direction:
     the scale shrinks at most by half per step.  With few points a poorly placed rule sees one
-    node's mass and its variance estimate collapses to 0 (as in :mod:`.nested`)."""
+    node's mass and its variance estimate collapses to 0 (also used level by level in :mod:`.nested`)."""
     W = np.linalg.solve(C, np.linalg.solve(C, V).transpose(0, 2, 1))     # C⁻¹ V C⁻ᵀ
     e, Q = np.linalg.eigh(0.5 * (W + W.transpose(0, 2, 1)))
     W = np.einsum("gab,gb,gcb->gac", Q, np.maximum(e, 0.25), Q)
