@@ -139,22 +139,15 @@ def _check_levels(design, method: str, points: int) -> None:
     from .quadrature import product_rule
 
     if len(terms) > 1:
-        keys = sorted({eq.group_key for eq in design.equations}, key=len)
-        crossed = any(eq.names[0].startswith("R.") for eq in design.equations) or any(
-            b[:len(a)] != a for a, b in zip(keys[:-1], keys[1:]))
-        if crossed:
-            raise SpecError(f"intmethod({method}) with crossed random effects is not available; "
-                            "use intmethod(laplace)")
         from .nested import NestedIntegrator, nesting
 
+        keys = sorted({eq.group_key for eq in design.equations}, key=len)
         levels = nesting(terms)
-        if levels is None:
-            raise SpecError(f"intmethod({method}) with random slopes at more than one nested level is "
-                            "not available; use intmethod(laplace)")
-        if method == "mcaghermite":
-            raise SpecError("intmethod(mcaghermite) with nested levels is not available; use "
-                            "intmethod(mvaghermite) (the default) or intmethod(laplace)")
-        NestedIntegrator(levels, points)      # says how many node combinations it would need
+        if levels is None or any(eq.names[0].startswith("R.") for eq in design.equations) or any(
+                b[:len(a)] != a for a, b in zip(keys[:-1], keys[1:])):
+            raise SpecError(f"intmethod({method}) with crossed random effects is not available; "
+                            "use intmethod(laplace)")
+        NestedIntegrator(levels, points, method)      # says how many node combinations it would need
         return
     product_rule(points, terms[0].k)
 

@@ -59,10 +59,10 @@ class GeneralizedLinearMixedModel:
         self.integrator = GroupIntegrator(self.terms[0], points) \
             if self.method != "laplace" and len(self.terms) == 1 else None
         self.nested = None
-        if self.method in ("mvaghermite", "ghermite") and len(self.terms) > 1:
+        if self.method != "laplace" and len(self.terms) > 1:
             levels = nesting(self.terms)
             if levels is not None:
-                self.nested = NestedIntegrator(levels, points, adaptive=self.method != "ghermite")
+                self.nested = NestedIntegrator(levels, points, self.method)
         self._u = None  # warm start for PIRLS
         self.theta0: np.ndarray | None = None   # start θ given by the user (:mod:`.start`)
         self.n_extra = family.n_extra
@@ -124,29 +124,16 @@ class GeneralizedLinearMixedModel:
         return self.integrator.mean_variance(eta0, lam, m, ll)[0]
 
     def _nested_loglik(self, beta, xi, theta, m) -> float:
-        """Level-by-level adaptive quadrature (:mod:`.nested`), started at the joint modes with
-        each effect's conditional curvature 1 + λ²Σ w z²."""
-        lams = self.lambdas(theta)
-        by_term = {id(t): (u[:, 0], lam[0, 0]) for t, u, lam in zip(self.terms, self.system.split(m.u), lams)}
+        """Quadrature level by level (:mod:`.nested`) around the joint modes."""
+        level = [self.terms.index(t) for t in self.nested.terms]
+        lams, us = self.lambdas(theta), self.system.split(m.u)
         _, _, d2 = self.family.derivs(self.y, m.eta, xi)
-        w = np.maximum(-d2, 0.0)
-
-        def start():
-            levels = [t for t, _ in self.nested.levels]
-            us = [by_term[id(t)][0] for t in levels]
-            lam = [by_term[id(t)][1] for t in levels]
-            H_diag = [1 + lam[l] ** 2 * np.bincount(t.refs, weights=w * t.z[:, 0] ** 2, minlength=t.n_groups)
-                      for l, t in enumerate(levels)]
-            H_anc = [{a: lam[l] * lam[a] * np.bincount(t.refs, weights=w * t.z[:, 0] * levels[a].z[:, 0],
-                                                       minlength=t.n_groups) for a in range(l)}
-                     for l, t in enumerate(levels)]
-            return self.nested.start(us, H_diag, H_anc)
 
         def ll(eta):
             return self.family.loglik(self.y[:, None], eta, xi)
 
-        level_lams = [by_term[id(t)][1] for t, _ in self.nested.levels]
-        return self.nested.loglik(self.eta0(beta), level_lams, ll, start)
+        return self.nested.loglik(self.eta0(beta), [lams[i] for i in level], [us[i] for i in level],
+                                  np.maximum(-d2, 0.0), ll)
 
     def beta_information(self, beta, xi, theta) -> np.ndarray:
         """Information about β with u integrated out (Laplace, log|H| held fixed):

@@ -1,41 +1,55 @@
-"""Adaptive quadrature level by level for nested scalar random effects.
+"""Adaptive quadrature level by level for nested random effects, scalar or vector.
 
-With levels 1 (top) ⊃ 2 ⊃ … ⊃ L and one random effect per level
-(b_l = λ_l v_l, v_l ~ N(0, 1)), the likelihood of a top-level group is the
-nested integral
+With levels 1 (top) ⊃ 2 ⊃ … ⊃ L, k_l random effects per group of level l
+(u_l ~ N(0, I_{k_l}), b_l = Λ_l u_l: intercepts and slopes), the likelihood
+of a top-level group is the nested integral
 
-.. math:: L_a = \\int φ(v_a) \\prod_{b ⊂ a} \\int φ(v_b) \\prod_{c ⊂ b} \\cdots
-          \\prod_{i} f(y_i | η_i)\\, \\cdots dv_b\\, dv_a.
+.. math:: L_a = \\int φ(u_a) \\prod_{b ⊂ a} \\int φ(u_b) \\prod_{c ⊂ b} \\cdots
+          \\prod_{i} f(y_i | η_i)\\, \\cdots du_b\\, du_a.
 
-Each integral is an M-point Gauss–Hermite rule whose nodes are placed at the
-posterior mean and standard deviation of that level's effect *given the
-effects above it* (one location and scale per group and per node
-combination of its ancestors), computed with the rule itself and iterated
-to a fixed point: mean–variance adaptive quadrature applied level by level
-(Rabe-Hesketh, Skrondal & Pickles 2005, J. Econometrics 128; Stata's
-``mvaghermite`` for nested models).  ``ghermite`` uses the prior nodes.
+Each integral is the k_l-dimensional product Gauss–Hermite rule (M_l = #^{k_l}
+nodes t_j, weights w_j) placed at u = m + R t, with one location m and root R
+(RRᵀ a covariance) per group *and per node combination of its ancestors*
+(its context):
 
-Arrays: level l has G_l groups and C_l = M^(l−1) ancestor contexts; its
-locations and scales are (G_l, C_l), its nodes (G_l, C_l, M).  Every level is
-evaluated in one vectorized pass; there is no loop over groups.
+.. math:: \\int φ(u) g(u)\\,du ≈ |R| \\sum_j w_j
+          \\exp\\{\\log g(m + R t_j) − ½‖m + R t_j‖² + ½‖t_j‖²\\}.
+
+* ``mvaghermite`` (Stata's default): m and RRᵀ are the posterior mean and
+  covariance of u_l given the ancestors' nodes, computed with the rule itself
+  and iterated to a fixed point (Rabe-Hesketh, Skrondal & Pickles 2005,
+  J. Econometrics 128).
+* ``mcaghermite``: m is the conditional mode of u_l given the ancestors and
+  RRᵀ the inverse curvature there, from the Hessian H of −log(integrand) at
+  the joint modes û eliminated lowest level first (Schur complements S):
+  m_l = û_l − S_ll⁻¹ Σ_a S_la (u_a − û_a), RRᵀ = S_ll⁻¹ (Pinheiro & Chao 2006,
+  JCGS 15).  This Gaussian approximation also starts ``mvaghermite``.
+* ``ghermite``: m = 0, R = I.
+
+R is the root of :func:`.quadrature.cov_root` (lower Cholesky factor of the
+covariance of b, ``_cons`` first), as for one grouping factor.
+
+Arrays: level l has G_l groups and C_l = M_1⋯M_{l−1} contexts; locations are
+(G_l, C_l, k_l), roots (G_l, C_l or 1, k_l, k_l), nodes (G_l, C_l, M_l, k_l).
+Every pass is vectorized over groups, contexts and nodes; node paths are
+taken in blocks of at most MAX_PATHS (observation, node path) pairs.
 """
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import logsumexp
+from scipy import sparse
 
 from ..spec.errors import SpecError
-from .quadrature import product_rule
+from .quadrature import cons_first, cov_root, no_collapse, product_rule
 
-MAX_PATHS = 5_000_000   # observations × node combinations evaluated at once
+MAX_COMBINATIONS = 50_000   # node paths (∏ M_l) per observation
+MAX_PATHS = 5_000_000       # observations × node paths evaluated at once
 
 
 def nesting(terms) -> list | None:
     """Terms ordered top level first with the parent index of every group, or None
-    when the terms are not a chain of nested scalar effects."""
+    when the terms are not nested (crossed)."""
     order = sorted(terms, key=lambda t: t.n_groups)
-    if any(t.k != 1 for t in order):
-        return None
     parents = [None]
     for up, low in zip(order[:-1], order[1:]):
         pair = np.unique(low.refs.astype(np.int64) * up.n_groups + up.refs)
@@ -45,114 +59,148 @@ def nesting(terms) -> list | None:
     return list(zip(order, parents))
 
 
+def _membership(codes: np.ndarray, n_groups: int) -> sparse.csc_matrix:
+    """The 0/1 matrix (n_groups × len(codes)) that sums rows by group."""
+    n = len(codes)
+    return sparse.csc_matrix((np.ones(n), (codes, np.arange(n))), shape=(n_groups, n))
+
+
 class NestedIntegrator:
-    """Level-by-level adaptive quadrature for a model whose terms are nested scalars."""
+    """Level-by-level quadrature for a model whose terms are nested levels.
 
-    def __init__(self, levels, points: int, adaptive: bool = True):
-        self.levels = levels                  # [(term, parent index or None)], top first
+    ``levels`` is :func:`nesting`'s list; ``method`` one of ``mvaghermite``,
+    ``mcaghermite``, ``ghermite``; ``points`` nodes per dimension (Stata's
+    ``intpoints()``).
+    """
+
+    def __init__(self, levels, points: int, method: str = "mvaghermite"):
+        self.terms = [t for t, _ in levels]
         self.L = len(levels)
-        if points ** self.L > 50_000:
-            raise SpecError(f"intpoints({points}) with {self.L} nested levels needs {points}^{self.L} "
-                            f"= {points ** self.L:,} node combinations per observation; use fewer points "
-                            "or intmethod(laplace)")
-        nodes, self.logw = product_rule(points, 1)
-        self.t = nodes[:, 0]
-        self.M = points
-        self.adaptive = adaptive
-        self._last = None
+        self.k = [t.k for t in self.terms]
+        paths = points ** sum(self.k)
+        if paths > MAX_COMBINATIONS:
+            dims = " + ".join(str(k) for k in self.k)
+            raise SpecError(f"intpoints({points}) with {dims} random effects over {self.L} nested levels "
+                            f"needs {points}^{sum(self.k)} = {paths:,} node combinations per observation "
+                            f"(at most {MAX_COMBINATIONS:,}); use fewer points or intmethod(laplace)")
+        self.method = method
+        rules = [product_rule(points, k) for k in self.k]
+        self.T = [t for t, _ in rules]
+        self.logw_t2 = [lw + 0.5 * (t ** 2).sum(1) for t, lw in rules]   # log w_j + ½‖t_j‖²
+        self.M = [len(t) for t in self.T]
+        self.C = [int(np.prod(self.M[:l])) for l in range(self.L + 1)]  # contexts; C[L] paths
+        self.perm = [cons_first(t) for t in self.terms]
+        self.obs = [_membership(t.refs, t.n_groups) for t in self.terms]
+        self.anc = [{l: np.arange(t.n_groups)} for l, t in enumerate(self.terms)]   # group at level a
+        for l in range(1, self.L):
+            for a in range(l):
+                self.anc[l][a] = self.anc[l - 1][a][levels[l][1]]
+        self.to_anc = [{a: _membership(self.anc[l][a], self.terms[a].n_groups) for a in range(l)}
+                       for l in range(self.L)]                               # sums level l into a
 
-    # --- one pass ---------------------------------------------------------------------------
-    def _values(self, lams, loc, scale):
-        """Node values v_l (G_l, C_l, M) of every level."""
-        return [m[:, :, None] + s[:, :, None] * self.t for m, s in zip(loc, scale)]
+    # --- one pass of the rule ----------------------------------------------------------------
+    def _nodes(self, l, loc, R):
+        """u at the nodes of level l, (G_l, C_l, M_l, k_l)."""
+        return loc[:, :, None, :] + np.swapaxes(R @ self.T[l].T, -1, -2)
 
-    def _eta(self, eta0, lams, V):
-        """η for every observation and node path, (n, M^L)."""
-        n, M, L = len(eta0), self.M, self.L
-        eta = eta0.reshape((n,) + (1,) * L).copy()
-        for l, ((term, _), v) in enumerate(zip(self.levels, V)):
-            g = term.refs
-            b = lams[l] * v[g].reshape((n,) + (M,) * (l + 1))      # v[g]: (n, C_l, M) = (n, M^(l+1))
-            eta = eta + term.z[:, 0].reshape((n,) + (1,) * L) * b.reshape((n,) + (M,) * (l + 1) + (1,) * (L - l - 1))
-        return eta.reshape(n, -1)
-
-    def integrate(self, eta0, lams, loglik, loc, scale):
-        """Σ log L_a with the given locations and scales; also each level's conditional
-        posterior weights over its own nodes, (G_l, C_l, M)."""
-        M, L = self.M, self.L
-        V = self._values(lams, loc, scale)
-        eta = self._eta(eta0, lams, V)
-        ll = loglik(eta)                                               # (n, M^L)
-        bottom = self.levels[-1][0]
-        acc = np.zeros((bottom.n_groups, ll.shape[1]))
-        np.add.at(acc, bottom.refs, ll)                                # Σ_i ℓ per lowest group and path
+    def integrate(self, eta0, lams, loglik, U, logdet):
+        """Σ log L_a with nodes U and log|R| (per level); also each level's conditional
+        posterior weights over its own nodes, (G_l, C_l, M_l)."""
+        n, L, P = len(eta0), self.L, self.C[-1]
+        B = [(u @ lam.T).reshape(t.n_groups, c, k) for u, lam, t, c, k in
+             zip(U, lams, self.terms, self.C[1:], self.k)]                  # b = Λu over its contexts
+        zb = [np.einsum("ik,ick->ic", t.z, b[t.refs]) for t, b in zip(self.terms, B)]   # (n, C_{l+1})
+        acc = np.empty((self.terms[-1].n_groups, P))
+        step = max(1, MAX_PATHS // n)
+        for s in range(0, P, step):                                           # blocks of node paths
+            e = min(s + step, P)
+            eta = eta0[:, None] + zb[-1][:, s:e]
+            for z, c in zip(zb[:-1], self.C[1:]):
+                eta += z[:, np.arange(s, e) // (P // c)]
+            acc[:, s:e] = self.obs[-1] @ loglik(eta)
         post = [None] * L
-        half_t2 = 0.5 * self.t ** 2
         for l in range(L - 1, -1, -1):
-            G = self.levels[l][0].n_groups
-            A = acc.reshape(G, M ** l, M) + self.logw + half_t2 - 0.5 * V[l] ** 2
-            lse = logsumexp(A, axis=2)
-            post[l] = np.exp(A - lse[:, :, None])
-            logI = lse + np.log(scale[l])                              # (G_l, C_l)
+            G = self.terms[l].n_groups
+            A = acc.reshape(G, self.C[l], self.M[l]) + self.logw_t2[l] - 0.5 * (U[l] ** 2).sum(-1)
+            top = A.max(axis=2, keepdims=True)
+            E = np.exp(A - top)
+            total = E.sum(axis=2)
+            post[l] = E / total[:, :, None]
+            logI = np.log(total) + top[:, :, 0] + logdet[l]                   # (G_l, C_l)
             if l == 0:
-                return float(logI.sum()), post, V
-            parent = self.levels[l][1]
-            acc = np.zeros((self.levels[l - 1][0].n_groups, M ** l))
-            np.add.at(acc, parent, logI)
+                return float(logI.sum()), post
+            acc = self.to_anc[l][l - 1] @ logI                                           # (G_{l−1}, C_l)
         raise AssertionError
 
-    # --- adaptive locations and scales ----------------------------------------------------------
-    def start(self, modes_u, H_diag, H_anc):
-        """Start values from the Gaussian (Laplace) approximation at the joint modes: for
-        level l and every ancestor context, the conditional mean of v_l given its ancestors'
-        nodes, v̂_l − Σ_a H_la (v_a − v̂_a)/H_ll, and the scale 1/√h_l with h_l the precision
-        after the levels below are integrated out (h_l = H_ll − Σ_children H_cl²/h_c; exact
-        for the tree of nested Gaussian effects).  ``H_anc[l][a]`` is H_la per group of l."""
-        L, M = self.L, self.M
-        h = [None] * L
-        for l in range(L - 1, -1, -1):
-            h[l] = H_diag[l].astype(float).copy()
-            if l + 1 < L:
-                parent = self.levels[l + 1][1]
-                h[l] -= np.bincount(parent, weights=H_anc[l + 1][l] ** 2 / h[l + 1], minlength=len(h[l]))
-            h[l] = np.maximum(h[l], 1e-8 * H_diag[l])
-        loc, scale, V = [], [], []
-        for l in range(L):
-            G = len(modes_u[l])
-            shift = np.zeros((G,) + (M,) * l)
-            chain = np.arange(G)
-            for a in range(l - 1, -1, -1):       # ancestors from the parent upwards
-                chain = self.levels[a + 1][1][chain]
-                col = (G,) + (1,) * l
-                va = V[a][chain].reshape((G,) + (M,) * (a + 1) + (1,) * (l - a - 1)) \
-                    - modes_u[a][chain].reshape(col)
-                shift = shift + (H_anc[l][a] / H_diag[l]).reshape(col) * va
-            shift = shift.reshape(G, M ** l)
-            loc.append(modes_u[l][:, None] - shift)
-            scale.append(np.repeat((1 / np.sqrt(h[l]))[:, None], M ** l, axis=1))
-            V.append(loc[l][:, :, None] + scale[l][:, :, None] * self.t)
-        return loc, scale
+    # --- the Gaussian approximation at the joint modes ------------------------------------------
+    def gaussian(self, lams, w):
+        """Conditional covariances S_ll⁻¹ (G_l, k_l, k_l) and slopes S_ll⁻¹S_la (G_l, k_l, k_a)
+        of u_l given its ancestors a < l, the levels below integrated out: H = I + ΛᵀZᵀWZΛ
+        (W = −∂²log f/∂η² at the joint modes), eliminated lowest level first."""
+        S = []
+        for l, t in enumerate(self.terms):
+            row = []
+            for a in range(l + 1):
+                za = self.terms[a].z
+                cross = (self.obs[l] @ (w[:, None, None] * t.z[:, :, None] * za[:, None, :])
+                         .reshape(len(w), -1)).reshape(t.n_groups, self.k[l], self.k[a])
+                row.append(lams[l].T @ cross @ lams[a])
+            row[l] = row[l] + np.eye(self.k[l])
+            S.append(row)
+        for c in range(self.L - 1, 0, -1):               # eliminate level c into its ancestors
+            Sinv = np.linalg.inv(S[c][c])
+            for a in range(c):
+                left = np.swapaxes(S[c][a], 1, 2) @ Sinv  # S_ac S_cc⁻¹
+                for b in range(a + 1):
+                    D = left @ S[c][b]
+                    S[a][b] = S[a][b] - (self.to_anc[c][a] @ D.reshape(len(D), -1)).reshape(S[a][b].shape)
+        cov = [np.linalg.inv(S[l][l]) for l in range(self.L)]
+        return cov, [[cov[l] @ S[l][a] for a in range(l)] for l in range(self.L)]
 
-    def loglik(self, eta0, lams, loglik, start, tol: float = 1e-10, max_iter: int = 200) -> float:
-        """The mean–variance adaptive rule iterated to its fixed point (or the prior rule)."""
-        if not self.adaptive:
-            loc = [np.zeros((t.n_groups, self.M ** l)) for l, (t, _) in enumerate(self.levels)]
-            return self.integrate(eta0, lams, loglik, loc, [np.ones_like(m) for m in loc])[0]
-        loc, scale = start()      # fresh each time: warm starts from other parameters can collapse
-        value = -np.inf
-        for _ in range(max_iter):
-            value, post, V = self.integrate(eta0, lams, loglik, loc, scale)
-            new_loc = [np.einsum("gcj,gcj->gc", p, v) for p, v in zip(post, V)]
-            # a scale shrinks at most by half per step: nodes placed badly at first (an extreme
-            # ancestor node) would otherwise see one node's mass and collapse
-            new_scale = [np.maximum(np.sqrt(np.einsum("gcj,gcj->gc", p, (v - m[:, :, None]) ** 2)), 0.5 * s)
-                         for p, v, m, s in zip(post, V, new_loc, scale)]
-            change = max(max(np.max(np.abs(a - b)) for a, b in zip(new_loc, loc)),
-                         max(np.max(np.abs(a - b)) for a, b in zip(new_scale, scale)))
-            loc, scale = new_loc, new_scale
-            if change < tol:
+    def _locations(self, l, modes, slopes, U):
+        """m_l = û_l − Σ_a K_la (u_a − û_a) in every context of level l, (G_l, C_l, k_l)."""
+        G, k = self.terms[l].n_groups, self.k[l]
+        loc = np.broadcast_to(modes[l][:, None, :], (G, self.C[l], k))
+        for a in range(l):
+            g = self.anc[l][a]
+            d = U[a][g] - modes[a][g][:, None, None, :]                       # (G_l, C_a, M_a, k_a)
+            shift = np.einsum("gij,gcmj->gcmi", slopes[l][a], d)
+            loc = (loc.reshape(G, self.C[a + 1], -1, k) - shift.reshape(G, self.C[a + 1], 1, k)).reshape(G, -1, k)
+        return loc
+
+    # --- the rule for the requested method -------------------------------------------------------
+    def loglik(self, eta0, lams, modes, w, loglik, tol: float = 1e-12, max_iter: int = 200) -> float:
+        """Σ log L_a.  ``lams`` and ``modes`` (G_l, k_l) per level, top first; ``w`` the
+        curvature −∂²log f/∂η² at the joint modes; ``loglik(η)`` log f per observation
+        and node path (n × paths).  ``mvaghermite`` stops when an update changes the value by
+        less than ``tol`` relative."""
+        if self.method == "ghermite":
+            U = [np.broadcast_to(t, (g.n_groups, c, m, k)) for t, g, c, m, k in
+                 zip(self.T, self.terms, self.C, self.M, self.k)]
+            return self.integrate(eta0, lams, loglik, U, [0.0] * self.L)[0]
+        cov, slopes = self.gaussian(lams, w)
+        U, R, logdet = [], [], []
+        for l in range(self.L):          # top down: a level's locations follow its ancestors' nodes
+            r, ld = cov_root(cov[l], lams[l], self.perm[l])
+            R.append(r[:, None])
+            logdet.append(ld[:, None])
+            U.append(self._nodes(l, self._locations(l, modes, slopes, U), R[l]))
+        if self.method == "mcaghermite":
+            return self.integrate(eta0, lams, loglik, U, logdet)[0]
+        value = np.inf
+        for _ in range(max_iter):        # mean–variance: recentre until the value stops moving
+            previous = value
+            value, post = self.integrate(eta0, lams, loglik, U, logdet)
+            if not np.isfinite(value) or abs(value - previous) <= tol * max(1.0, abs(value)):
                 break
-        value = self.integrate(eta0, lams, loglik, loc, scale)[0]
-        if np.isfinite(value):
-            self._last = (loc, scale)
+            for l in range(self.L):
+                G, C, k = self.terms[l].n_groups, self.C[l], self.k[l]
+                m = np.einsum("gcj,gcjk->gck", post[l], U[l])
+                D = U[l] - m[:, :, None, :]
+                V = np.einsum("gcj,gcja,gcjb->gcab", post[l], D, D).reshape(G * C, k, k)
+                V = no_collapse(V, np.broadcast_to(R[l], (G, C, k, k)).reshape(G * C, k, k))
+                r, ld = cov_root(V, lams[l], self.perm[l])
+                R[l], logdet[l] = r.reshape(G, C, k, k), ld.reshape(G, C)
+                U[l] = self._nodes(l, m, R[l])
         return value
+

@@ -52,6 +52,35 @@ def product_rule(points: int, k: int) -> tuple[np.ndarray, np.ndarray]:
     return nodes, logw
 
 
+def cons_first(term) -> np.ndarray:
+    """The order of a term's columns with ``_cons`` first (else unchanged)."""
+    names = [nm for eq in term.equations for nm in eq.names]
+    first = names.index("_cons") if "_cons" in names else 0
+    return np.array([first] + [i for i in range(term.k) if i != first])
+
+
+def cov_root(V: np.ndarray, lam: np.ndarray, perm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Square roots C (CCᵀ = V) of u-space covariances V (N, k, k) that put the nodes on
+    the lower Cholesky factor of the covariance of b = Λu, taken in the column order
+    ``perm`` (``_cons`` first: the convention of the reference implementation), and
+    log|C| per block.
+
+    For k = 1 every root is the same; with a zero variance in Λ the root is the
+    Cholesky factor of V itself.
+    """
+    L = batched.cholesky(V)
+    k = V.shape[-1]
+    d = np.abs(np.diag(lam))
+    if k == 1 or np.any(d <= 1e-10 * max(d.max(), 1e-300)):
+        return L, np.log(np.diagonal(L, axis1=1, axis2=2)).sum(-1)
+    P = np.einsum("ab,gbc,dc->gad", lam, np.einsum("gab,gcb->gac", L, L), lam)   # Cov(b)
+    Lb = batched.cholesky(P[:, perm][:, :, perm])
+    Rb = np.empty_like(Lb)
+    Rb[:, perm, :] = Lb                       # rows back in the term's order
+    C = np.linalg.solve(lam, Rb)
+    return C, np.log(np.diagonal(Lb, axis1=1, axis2=2)).sum(-1) - np.log(d).sum()
+
+
 class GroupIntegrator:
     """Quadrature for a model whose random effects are one grouping factor.
 
@@ -65,33 +94,13 @@ class GroupIntegrator:
         self.nodes, self.logw = product_rule(points, term.k)
         G, n = term.n_groups, len(term.refs)
         self.S = sparse.csr_matrix((np.ones(n), (term.refs, np.arange(n))), shape=(G, n))
-        names = [nm for eq in term.equations for nm in eq.names]
-        first = names.index("_cons") if "_cons" in names else 0
-        self.perm = np.array([first] + [i for i in range(term.k) if i != first])
+        self.perm = cons_first(term)
         self._last = None   # (posterior means, covariances) of the last mean–variance fit
 
     def root(self, V: np.ndarray, lam: np.ndarray) -> tuple[np.ndarray, float]:
-        """Square roots C_g of the u-space covariances V_g that put the nodes on the
-        lower Cholesky factor of the covariance of b = Λu, taken with ``_cons``
-        first (the convention of the reference implementation), and Σ log|C_g|.
-
-        For k = 1 every root is the same; with a zero variance in Λ the root is
-        the Cholesky factor of V itself.
-        """
-        L = batched.cholesky(V)
-        if self.term.k == 1:
-            return L, float(np.log(L[:, 0, 0]).sum())
-        d = np.abs(np.diag(lam))
-        if np.any(d <= 1e-10 * max(d.max(), 1e-300)):
-            return L, float(np.log(np.diagonal(L, axis1=1, axis2=2)).sum())
-        pi = self.perm
-        P = np.einsum("ab,gbc,dc->gad", lam, np.einsum("gab,gcb->gac", L, L), lam)   # Cov(b)
-        Lb = batched.cholesky(P[:, pi][:, :, pi])
-        Rb = np.empty_like(Lb)
-        Rb[:, pi, :] = Lb                       # rows back in the term's order
-        C = np.linalg.solve(lam, Rb)
-        logdet = np.log(np.diagonal(Lb, axis1=1, axis2=2)).sum() - self.term.n_groups * np.log(d).sum()
-        return C, float(logdet)
+        """Roots C_g of the u-space covariances V_g (:func:`cov_root`) and Σ log|C_g|."""
+        C, logdet = cov_root(V, lam, self.perm)
+        return C, float(logdet.sum())
 
     def _node_terms(self, eta0, lam, m, C, loglik):
         """u_gj (G, M, k) and a_gj = ℓ_g(u_gj) − ½‖u_gj‖² + ½‖t_j‖² + log w_j."""
@@ -145,7 +154,7 @@ class GroupIntegrator:
             p = np.exp(logp)
             m_new = np.einsum("gj,gja->ga", p, U)
             D = U - m_new[:, None, :]
-            V = _no_collapse(np.einsum("gj,gja,gjb->gab", p, D, D), C)
+            V = no_collapse(np.einsum("gj,gja,gjb->gab", p, D, D), C)
             C_new, logdet = self.root(V, lam)
             change = max(np.max(np.abs(m_new - m)), np.max(np.abs(C_new - C)))
             m, C = m_new, C_new
@@ -156,10 +165,10 @@ class GroupIntegrator:
         return self.integrate(eta0, lam, m, C, loglik, logdet)[0], m, C
 
 
-def _no_collapse(V: np.ndarray, C: np.ndarray) -> np.ndarray:
+def no_collapse(V: np.ndarray, C: np.ndarray) -> np.ndarray:
     """V with its spread relative to the current nodes' (CCᵀ) kept ≥ 1/4 in every direction:
     the scale shrinks at most by half per step.  With few points a poorly placed rule sees one
-    node's mass and its variance estimate collapses to 0 (as in :mod:`.nested`)."""
+    node's mass and its variance estimate collapses to 0 (also used level by level in :mod:`.nested`)."""
     W = np.linalg.solve(C, np.linalg.solve(C, V).transpose(0, 2, 1))     # C⁻¹ V C⁻ᵀ
     e, Q = np.linalg.eigh(0.5 * (W + W.transpose(0, 2, 1)))
     W = np.einsum("gab,gb,gcb->gac", Q, np.maximum(e, 0.25), Q)
