@@ -77,7 +77,7 @@ def minimize_with_gradient(fg, x0: np.ndarray, lower: np.ndarray, upper: np.ndar
 
     bounds = [(lo, hi if np.isfinite(hi) else None) for lo, hi in zip(lower, upper)]
     res = sp_minimize(wrapped, np.clip(x0, lower, upper), jac=True, method="L-BFGS-B", bounds=bounds,
-                      options={"ftol": 1e-15, "gtol": 1e-9, "maxfun": max_evals, "maxcor": 20})
+                      options={"ftol": 1e-14, "gtol": 1e-9, "maxfun": max_evals, "maxcor": 20})
     summary.return_code = str(res.message)
     summary.converged = bool(res.success)
     return _finish(summary, lower)
