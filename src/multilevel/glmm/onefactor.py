@@ -33,6 +33,7 @@ Adaptive quadrature (nodes held fixed)
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from scipy import sparse, special
@@ -188,6 +189,40 @@ class OneFactor:
         if self.sorted:
             return np.add.reduceat(M, self.starts, axis=0)
         return self.S @ M if M.ndim <= 2 else (self.S @ M.reshape(self.n, -1)).reshape((self.G,) + M.shape[1:])
+
+    def _group_matrix(self, C: np.ndarray) -> sparse.csr_matrix:
+        """Sparse (G·r × n) matrix W with (W V)[g·r + c, j] = Σ_{i∈g} C_ic V_ij: weighted group
+        sums of all columns of V (n, M) at once, without an (n, M, r) temporary."""
+        n, r = C.shape
+        refs = np.asarray(self.refs)
+        order = np.arange(n) if self.sorted else np.argsort(refs, kind="stable")
+        counts = np.bincount(refs, minlength=self.G)
+        start = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        g = refs[order]
+        # entry of row i (t-th of its group g) in column c sits at r·start_g + c·n_g + t
+        pos = (r * start[g] + np.arange(n) - start[g])[:, None] + np.arange(r) * counts[g][:, None]
+        data, indices = np.empty(n * r), np.empty(n * r, dtype=np.int64)
+        data[pos] = C[order]
+        indices[pos] = order[:, None]
+        indptr = np.concatenate([(r * start[:, None] + np.arange(r) * counts[:, None]).ravel(), [n * r]])
+        return sparse.csr_matrix((data, indices, indptr), shape=(self.G * r, n))
+
+    @cached_property
+    def _w1(self) -> sparse.csr_matrix:
+        """Group sums of [X z] times node columns (the quadrature gradient)."""
+        return self._group_matrix(np.column_stack([self.X, self.z]))
+
+    @cached_property
+    def _w2(self) -> sparse.csr_matrix:
+        """Group sums of [x_b z_a (b, a), z_a z_b (a ≤ b)] times node columns (its Hessian)."""
+        if self.ones:       # z = 1: the same columns as _w1
+            return self._w1
+        xz = (self.X[:, :, None] * self.z[:, None, :]).reshape(self.n, -1)
+        return self._group_matrix(np.column_stack([xz, self.zz]))
+
+    def gmul(self, W: sparse.csr_matrix, V: np.ndarray) -> np.ndarray:
+        """(G, r, M) weighted group sums Σ_{i∈g} C_ic V_ij for a :meth:`_group_matrix` W."""
+        return (W @ V).reshape(self.G, -1, V.shape[1])
 
     def _sums(self, ll, d1, w):
         k = self.k
@@ -361,42 +396,46 @@ class OneFactor:
         P = np.exp(Ag - lse[:, None])
         if not derivatives:
             return Q, None, None, P, U
-        p, e, nt = self.p, self.e, self.nt
+        p, e, nt, k = self.p, self.e, self.nt, self.k
         d = p + e + nt
         dl = self.dlam(theta)
-        dB = np.einsum("lab,gjb->gjla", dl, U)                              # (G, M, nθ, k)
-        Dth = (z[:, 0, None, None] * dB[refs, :, :, 0] if self.k == 1
-               else np.einsum("ia,ijla->ijl", z, dB[refs]))                 # (n, M, nθ)
-        gv = np.empty((n, M, d))
-        gv[:, :, :p] = d1[:, :, None] * self.X[:, None, :]
-        gv[:, :, p + e:] = d1[:, :, None] * Dth
+        dB = np.einsum("lab,gjb->gjla", dl, U)                              # (G, M, nθ, k) ∂Λ/∂θ_l u_gj
+        # ∂a_gj/∂x: Σ_i ℓ′_ij x_i, Σ_i ℓ′_ij z_iᵀ ∂Λ/∂θ_l u_gj and Σ_i ∂ℓ_ij/∂ξ_c
+        S1 = self.gmul(self._w1, d1)                                        # (G, p + k, M)
+        XS, ZS = S1[:, :p, :], S1[:, p:, :]
+        Ga = np.empty((self.G, M, d))
+        Ga[:, :, :p] = XS.transpose(0, 2, 1)
+        Ga[:, :, p + e:] = np.einsum("gjla,gaj->gjl", dB, ZS)
         if e:
             dll, dd1, dd2, xx = xi_partials(fam, yy, eta, zxi, second=derivatives > 1)
             for c in range(e):
-                gv[:, :, p + c] = dll[c]
-        Ga = self.gsum(gv)          # ∂a_gj
+                Ga[:, :, p + c] = self.gsum(dll[c])
         gbar = np.einsum("gj,gjd->gd", P, Ga)
         grad = gbar.sum(0)
         if derivatives < 2:
             return Q, grad, None, P, U
+        # Σ_gj P_gj ∂²a_gj/∂x∂xᵀ: ℓ″ weighted by P, summed against x x, x z, z z
         Pi = P[refs]
+        q = Pi * d2
         H = np.zeros((d, d))
-        c2 = np.einsum("ij,ij->i", Pi, d2)                                # Σ_j P ℓ″ per row
-        H[:p, :p] = self.X.T @ (self.X * c2[:, None])
-        PD = (Pi * d2)[:, :, None] * Dth                                     # (n, M, nθ)
-        H[:p, p + e:] = self.X.T @ PD.sum(1)
-        H[p + e:, p + e:] = np.einsum("ijl,ijm->lm", PD, Dth)
+        H[:p, :p] = self.X.T @ (self.X * q.sum(1)[:, None])
+        S2 = self.gmul(self._w2, q)                                         # (G, pk + k(k+1)/2, M)
+        XZ = S2[:, :p * k, :].reshape(self.G, p, k, M)
+        ZZ = np.empty((self.G, k, k, M))
+        ZZ[:, self.ia, self.ib] = S2[:, p * k:, :]
+        ZZ[:, self.ib, self.ia] = S2[:, p * k:, :]
+        H[:p, p + e:] = np.einsum("gbaj,gjla->bl", XZ, dB)
+        H[p + e:, p + e:] = np.einsum("gjla,gabj,gjmb->lm", dB, ZZ, dB)
         for c in range(e):
-            q = Pi * dd1[c]
-            H[:p, p + c] = self.X.T @ q.sum(1)
-            H[p + c, p + e:] = np.einsum("ij,ijl->l", q, Dth)
+            qc = Pi * dd1[c]
+            H[:p, p + c] = self.X.T @ qc.sum(1)
+            H[p + c, p + e:] = np.einsum("gjla,gaj->l", dB, self.gmul(self._w1, qc)[:, p:, :])
             for c3 in range(e):
                 H[p + c, p + c3] = np.sum(Pi * xx[c][c3])
         H = np.triu(H) + np.triu(H, 1).T
         d2l = self.d2lam(theta)
         if d2l is not None:
             dd = np.einsum("lmab,gjb->gjlma", d2l, U)
-            zt = np.einsum("ia,ijlma->ijlm", z, dd[refs])
-            H[p + e:, p + e:] += np.einsum("ij,ijlm->lm", Pi * d1, zt)
+            H[p + e:, p + e:] += np.einsum("gj,gjlma,gaj->lm", P, dd, ZS)
         H += np.einsum("gj,gjd,gjf->df", P, Ga, Ga) - gbar.T @ gbar
         return Q, grad, H, P, U
