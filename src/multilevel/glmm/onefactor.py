@@ -180,6 +180,8 @@ class OneFactor:
     # --- modes ---------------------------------------------------------------------------
     def _eta(self, eta0, lam, u):
         b = u @ lam.T
+        if self.ones:
+            return eta0 + b[self.refs, 0]
         if self.k == 1:
             return eta0 + self.z[:, 0] * b[self.refs, 0]
         return eta0 + np.einsum("ic,ic->i", self.z, b[self.refs])
@@ -214,7 +216,8 @@ class OneFactor:
 
     @cached_property
     def _w2(self) -> sparse.csr_matrix:
-        """Group sums of [x_b z_a (b, a), z_a z_b (a ≤ b)] times node columns (its Hessian)."""
+        """Group sums of [x_b z_a (b, a), z_a z_b (a ≤ b)] times columns (the quadrature
+        Hessian; Σ w x zᵀ in the profiled Hessian)."""
         if self.ones:       # z = 1: the same columns as _w1
             return self._w1
         xz = (self.X[:, :, None] * self.z[:, None, :]).reshape(self.n, -1)
@@ -370,7 +373,7 @@ class OneFactor:
         d = p + e + nt
         u, a, A, w = m.u, m.a, m.A, m.w
         dl = self.dlam(theta)
-        R = self.gsum((w[:, None] * X)[:, :, None] * z[:, None, :])          # (G, p, k) Σ w x zᵀ
+        R = self.gmul(self._w2, w[:, None])[:, :p * k, 0].reshape(self.G, p, k)   # Σ w x zᵀ
         v = np.einsum("lab,gb->gla", dl, u)                                  # (G, nθ, k) ∂Λ/∂θ_l u_g
         Hpp = np.zeros((d, d))
         Gu = np.zeros((self.G, d, k))
@@ -406,8 +409,12 @@ class OneFactor:
         U = m[:, None, :] + np.einsum("gab,jb->gja", C, nodes)            # (G, M, k)
         Bn = U @ lam.T
         eta0 = self.model.offset + self.X @ beta
-        eta = eta0[:, None] + (z[:, 0, None] * Bn[refs, :, 0] if self.k == 1
-                               else np.einsum("ic,ijc->ij", z, Bn[refs]))
+        if self.ones:
+            eta = Bn[refs, :, 0]
+            eta += eta0[:, None]
+        else:
+            eta = eta0[:, None] + (z[:, 0, None] * Bn[refs, :, 0] if self.k == 1
+                                   else np.einsum("ic,ijc->ij", z, Bn[refs]))
         yy = self.y[:, None]
         ll, d1, d2 = fam.derivs(yy, eta, xi, order=2 if derivatives else 0)
         M = len(logw)
