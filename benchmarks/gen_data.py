@@ -20,6 +20,12 @@ B4 (``gen_b4``): the simulated two-level LMM of the shared peer kit
   (ML loglik -2151505.6340).  Sizes 1e5 / 1e7 use the same seed with
   2,000 / 200,000 groups of 50.
 
+B5b (``gen_b5b``): the simulated 200,000-row logistic model of the peer kit
+(``b5_large_logit.csv``, bit-identical: same seed 20261125 and numpy calls)::
+
+    logit P(y = 1) = -0.5 + 0.5 x1 - 0.3 x2 + 0.2 x3 + u[g],  u ~ N(0, 1),
+    x1..x3 ~ N(0,1); 2,000 groups of 100 rows, g = 1..G, rows sorted by g.
+
 B3 (``gen_b3``): an InstEval-sized crossed design (lme4::InstEval has
 73,421 ratings of 1,128 lecturers ``d`` by 2,972 students ``s``; lecturers
 belong to 14 departments ``dept``; ``service`` = the lecture is held for
@@ -63,6 +69,7 @@ FORMAT_VERSION = 2  # bump when a generator changes, so stale caches are not reu
 
 B4_SEED = 20261124
 B3_SEED = 20261126
+B5B_SEED = 20261125
 B4_PER_GROUP = 50
 B4_SIZES = {"1e5": 100_000, "1e6": 1_000_000, "1e7": 10_000_000}
 
@@ -85,6 +92,20 @@ def gen_b4(n_groups: int = 20_000, per_group: int = B4_PER_GROUP, seed: int = B4
     y = 1.0 + X @ beta + U[gi, 0] + U[gi, 1] * X[:, 0] + e
     return pd.DataFrame({"y": y, "x1": X[:, 0], "x2": X[:, 1], "x3": X[:, 2],
                          "x4": X[:, 3], "x5": X[:, 4], "g": g})
+
+
+# --------------------------------------------------------------------------- B5b
+def gen_b5b(n_groups: int = 2_000, per_group: int = 100, seed: int = B5B_SEED) -> pd.DataFrame:
+    """B5b: ``y ~ x1 + x2 + x3 + (1 | g)`` logistic truth; identical to the peer kit."""
+    rng = np.random.default_rng(seed)
+    n = n_groups * per_group
+    g = np.repeat(np.arange(1, n_groups + 1, dtype=np.int64), per_group)
+    X = rng.standard_normal((n, 3))
+    u = rng.normal(0.0, 1.0, size=n_groups)
+    eta = -0.5 + X @ np.array([0.5, -0.3, 0.2]) + u[g - 1]
+    p = 1.0 / (1.0 + np.exp(-eta))
+    y = (rng.uniform(size=n) < p).astype(np.int64)
+    return pd.DataFrame({"y": y, "x1": X[:, 0], "x2": X[:, 1], "x3": X[:, 2], "g": g})
 
 
 # --------------------------------------------------------------------------- B3
@@ -170,19 +191,21 @@ def _load(path: str) -> pd.DataFrame:
 
 
 def dataset_names(scale: bool = False) -> list[str]:
-    return ["b3"] + [f"b4_{k}" for k in B4_SIZES if scale or k != "1e7"]
+    return ["b3", "b5b"] + [f"b4_{k}" for k in B4_SIZES if scale or k != "1e7"]
 
 
 def generate(name: str) -> pd.DataFrame:
     if name == "b3":
         return gen_b3()
+    if name == "b5b":
+        return gen_b5b()
     if name.startswith("b4_"):
         return gen_b4(n_groups=B4_SIZES[name[3:]] // B4_PER_GROUP)
     raise ValueError(f"unknown data set {name!r}")
 
 
 def ensure(name: str, verbose: bool = True) -> str:
-    """Path of the cached data set ``name`` (``b3``, ``b4_1e5``, ``b4_1e6``, ``b4_1e7``)."""
+    """Path of the cached data set ``name`` (``b3``, ``b5b``, ``b4_1e5``, ``b4_1e6``, ``b4_1e7``)."""
     path = _path(name)
     if not os.path.exists(path):
         t0 = time.perf_counter()

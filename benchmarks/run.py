@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
-"""Time multilevel's user-facing fit calls on the benchmark problems B1-B4.
+"""Time multilevel's user-facing fit calls on the benchmark problems B1-B6.
 
 Usage (from the repository root)::
 
-    .venv/bin/python benchmarks/run.py              # B1, B2, B3, B4 (1e5, 1e6 rows)
+    .venv/bin/python benchmarks/run.py              # B1, B2, B3, B4 (1e5, 1e6 rows), B5, B6
     .venv/bin/python benchmarks/run.py --quick      # fewer repeats (smoke test, ~1-2 min)
     .venv/bin/python benchmarks/run.py --scale      # also B4 at 1e7 rows
     .venv/bin/python benchmarks/run.py --peers      # also statsmodels (installed into the venv
@@ -78,8 +78,25 @@ PROBLEMS = {
     "B4_ar1": dict(title="B4 1e6 with AR(1) residuals within groups (issue 4: < 3× B4_1e6)", call="fit",
                    text="mixed y x1 x2 x3 x4 x5 || g: x1, covariance(unstructured) residuals(ar 1, t(t))",
                    data="b4_1e6_t", reps=3, quick=1, ref_loglik=None, peer_key=None),
+    # GLMMs; reference logliks: tests/references/glmm_bench (lme4 polished; own mean-variance AGQ)
+    "B5a_lap": dict(title="Contraception logistic, 60 districts, Laplace", call="fit",
+                    text="melogit c_use urban age age2 child1 child2 child3 || district:, intmethod(laplace)",
+                    data="bangladesh", reps=30, quick=10, ref_loglik=-1186.3643, peer_key="B5a"),
+    "B5a_agq7": dict(title="Contraception logistic, 60 districts, mvaghermite 7 points", call="fit",
+                     text="melogit c_use urban age age2 child1 child2 child3 || district:",
+                     data="bangladesh", reps=30, quick=10, ref_loglik=-1186.2294, peer_key="B5a"),
+    "B5b_lap": dict(title="200,000-row logistic, 2,000 groups, Laplace", call="fit",
+                    text="melogit y x1 x2 x3 || g:, intmethod(laplace)",
+                    data="b5b", reps=5, quick=2, ref_loglik=-114905.5389, peer_key="B5b"),
+    "B5b_agq7": dict(title="200,000-row logistic, 2,000 groups, mvaghermite 7 points", call="fit",
+                     text="melogit y x1 x2 x3 || g:",
+                     data="b5b", reps=5, quick=2, ref_loglik=-114900.2536, peer_key="B5b"),
+    "B6": dict(title="grouseticks Poisson, crossed brood × location, Laplace", call="fit",
+               text="mepoisson ticks i.year height_s || _all: R.brood || location:, intmethod(laplace)",
+               data="grouseticks", reps=10, quick=3, ref_loglik=-987.9382, peer_key="B6"),
 }
-DEFAULT = ["B1", "B2", "B3", "B4_1e5", "B4_1e6", "B4_ar1"]
+GLMM = ["B5a_lap", "B5a_agq7", "B5b_lap", "B5b_agq7", "B6"]
+DEFAULT = ["B1", "B2", "B3", "B4_1e5", "B4_1e6", "B4_ar1"] + GLMM
 
 # Targets from the issues: (seconds for the warm median, text)
 TARGETS = {
@@ -90,6 +107,11 @@ TARGETS = {
     "B4_1e6": (1.0, "< 1 s (stretch 0.5 s); peak < 1.5 GiB"),
     "B4_ar1": (None, "< 3× B4_1e6"),
     "B4_1e7": (None, "linear growth"),
+    "B5a_lap": (0.1, "< 0.1 s"),
+    "B5a_agq7": (0.1, "< 0.1 s"),
+    "B5b_lap": (1.0, "< 1 s"),
+    "B5b_agq7": (1.0, "< 1 s (fastest peer 2.8 s, lme4 30 s)"),
+    "B6": (0.1, "< 0.1 s"),
 }
 COLD_TARGET_S = 1.0
 B4_MEM_TARGET = 1.5 * GiB
@@ -101,25 +123,32 @@ RECORDED_PEERS = {
     "B2": "mixedlm 3.8 ms · nlme 9 ms · lme4 15 ms · statsmodels 52 ms",
     "B3": "real InstEval: mixedlm 3.2 s · lme4 20.8 s (6.9 s OpenBLAS) · floor 0.06 s",
     "B4_1e6": "mixedlm 2.4 s · nlme 16.6 s · lme4 17.6 s · statsmodels 41.9 s · floor 0.066 s",
+    "B5a_lap": "mixedlm 0.26 s · glmmTMB 0.41 s · lme4 0.49 s",
+    "B5a_agq7": "mixedlm 0.37 s · lme4 0.71 s (both mode-curvature AGQ-7)",
+    "B5b_lap": "mixedlm 2.8 s · glmmTMB 29 s · lme4 30 s (ΔLL −1.8e-3) · statsmodels VB > 600 s",
+    "B6": "glmmTMB 0.23 s · mixedlm 0.25 s · lme4 0.27 s",
 }
 
 # Peers per problem (run with --peers)
 PEER_PROBLEMS = {
     "statsmodels": ["B1", "B2", "B4_1e5", "B4_1e6"],
     "mixedlm": ["B1", "B2", "B3", "B4_1e5", "B4_1e6"],
-    "lme4": ["B1", "B2", "B3", "B4_1e5", "B4_1e6"],
+    "lme4": ["B1", "B2", "B3", "B4_1e5", "B4_1e6"] + GLMM,
 }
-PEER_REPS = {"B1": 10, "B2": 10, "B3": 1, "B4_1e5": 2, "B4_1e6": 1, "B4_1e7": 1}
+PEER_REPS = {"B1": 10, "B2": 10, "B3": 1, "B4_1e5": 2, "B4_1e6": 1, "B4_1e7": 1,
+             "B5a_lap": 10, "B5a_agq7": 10, "B5b_lap": 1, "B5b_agq7": 1, "B6": 10}
+IN_TESTS = ("pig", "sleepstudy", "grouseticks")   # data files in tests/data
 
 
 # --------------------------------------------------------------------------- data
 def load_data(name: str):
     import pandas as pd
 
-    if name == "pig":
-        return pd.read_csv(os.path.join(DATA, "pig.csv"))
-    if name == "sleepstudy":
-        return pd.read_csv(os.path.join(DATA, "sleepstudy.csv"))
+    if name in IN_TESTS:
+        return pd.read_csv(os.path.join(DATA, f"{name}.csv"))
+    if name == "bangladesh":  # = mlmRev::Contraception (age centred)
+        df = pd.read_csv(os.path.join(DATA, "bangladesh.csv"))
+        return df.assign(age2=df["age"] ** 2)
     import gen_data
 
     if name == "b4_1e6_t":  # B4 with a time index within each group
@@ -358,9 +387,9 @@ def run_lme4(problems: list[str], timeout: float) -> list[dict]:
     out = []
     for pr in problems:
         src = PROBLEMS[pr]["data"]
-        path = os.path.join(DATA, f"{src}.csv") if src in ("pig", "sleepstudy") else os.path.join(csv_dir, f"{src}.csv")
+        path = os.path.join(DATA, f"{src}.csv") if src in IN_TESTS else os.path.join(csv_dir, f"{src}.csv")
         if not os.path.exists(path):
-            gen_data.load(src).to_csv(path, index=False, float_format="%.17g")
+            load_data(src).to_csv(path, index=False, float_format="%.17g")
         cmd = [rscript, os.path.join(HERE, "peers_lme4.R"), pr, path, str(PEER_REPS.get(pr, 1))]
         try:
             p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
@@ -525,7 +554,7 @@ def write_report(doc: dict, path_md: str) -> str:
     if extra:
         lines.append("Details: " + " · ".join(
             f"{r['problem']}: first {_fmt_t(r['first_s'])}, min–max {_fmt_t(r['min_s'])}–{_fmt_t(r['max_s'])}, "
-            f"CPU/wall {r['cpu_per_wall']:.2f}, BLAS threads {r.get('blas_threads', '?')}, {r.get('optimizer', '')}"
+            f"CPU/wall {r['cpu_per_wall']:.2f}, warm CPU median {_fmt_t(statistics.median(r['cpu'][1:] or r['cpu']))}, BLAS threads {r.get('blas_threads', '?')}, {r.get('optimizer', '')}"
             + ("" if r.get("converged", True) else " **not converged**") for r in extra))
         lines.append("")
     text = "\n".join(lines)
@@ -536,13 +565,13 @@ def write_report(doc: dict, path_md: str) -> str:
 
 # --------------------------------------------------------------------------- main
 def main() -> None:
-    ap = argparse.ArgumentParser(description="multilevel benchmarks (B1-B4)")
+    ap = argparse.ArgumentParser(description="multilevel benchmarks (B1-B6)")
     ap.add_argument("--quick", action="store_true", help="fewer repeats, smaller budgets")
     ap.add_argument("--scale", action="store_true", help="also B4 at 10,000,000 rows")
     ap.add_argument("--peers", action="store_true", help="also statsmodels / mixedlm / lme4")
     ap.add_argument("--peers-only", action="store_true",
                     help="run only the peers and merge them into the existing results.json")
-    ap.add_argument("--only", help="comma-separated problems (B1,B2,B3,B4_1e5,B4_1e6,B4_1e7); "
+    ap.add_argument("--only", help="comma-separated problems (B1,B2,B3,B4_1e5,B4_1e6,B4_1e7,B5a_lap,...); "
                     "results are merged into the existing results.json")
     ap.add_argument("--reps", type=int, help="override the number of fits per problem")
     ap.add_argument("--budget", type=float, help="seconds of warm fits per problem before stopping")
@@ -575,7 +604,7 @@ def main() -> None:
 
     for p in problems:  # generate data up front (not timed)
         src = PROBLEMS[p]["data"]
-        if src not in ("pig", "sleepstudy"):
+        if src not in IN_TESTS + ("bangladesh",):
             gen_data.ensure(src.removesuffix("_t"))
 
     results = []
@@ -591,7 +620,7 @@ def main() -> None:
             print(f"    cold start: {cold}", file=sys.stderr)
 
     if args.peers or args.peers_only:
-        note = ensure_statsmodels()
+        note = ensure_statsmodels() if set(problems) & set(PEER_PROBLEMS["statsmodels"]) else None
         for peer in ("statsmodels", "mixedlm"):
             if peer == "statsmodels" and note:
                 results += [{"problem": p, "peer": peer, "status": "skipped", "error": note}

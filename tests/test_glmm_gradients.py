@@ -2,7 +2,8 @@
 
 The values themselves are checked against outside references (conformance cases,
 brute-force integrals in test_glmm_quadrature.py); here the exact Laplace gradient
-(through the modes, with third derivatives), the profiled Newton matrix and the
+(through the modes, with third derivatives), the Newton matrix (profiled Hessian plus
+the log-determinant's θ curvature) and the
 fixed-node quadrature gradient and Hessian are checked against numerical derivatives
 of those values, for families with and without ancillary parameters and for linear
 and nonlinear covariance structures.
@@ -68,7 +69,11 @@ def _central(f, x, h=1e-5):
 @pytest.mark.parametrize("cmd,dataset,fam", CASES, ids=[c[0].split("||")[0] + c[0].split(",")[-1] for c in CASES])
 def test_laplace_gradient_and_profiled_hessian(cmd, dataset, fam):
     model, one, x = _setup(cmd, dataset, fam)
-    value, grad, Hp = one.laplace(x, hessian=True)
+    value, grad, newton = one.laplace(x, hessian=True)
+    m = one.modes_at(x)
+    theta = x[model.p + model.n_extra:]
+    curv = one._logdet_curvature(m, theta, model.terms[0].lam(theta))
+    Hp = newton - curv
     assert value == pytest.approx(model.loglik(*model.split(x)), abs=1e-9)   # the blocked PIRLS's Laplace
     num = _central(lambda v: one.laplace(v)[0], x)
     assert np.max(np.abs(grad - num)) < 1e-6 * max(1.0, np.max(np.abs(grad)))
@@ -79,6 +84,15 @@ def test_laplace_gradient_and_profiled_hessian(cmd, dataset, fam):
 
     num_h = _central(lambda v: _central(profiled, v, 1e-4), x, 1e-4)
     assert np.max(np.abs(Hp - num_h)) < 1e-5 * np.max(np.abs(num_h))
+
+    def logdet(t):      # −½ Σ log|I + ΛᵀAΛ| at the modes' A
+        lam = model.terms[0].lam(t)
+        return -0.5 * np.linalg.slogdet(np.eye(one.k) + np.einsum("ba,gbc,cd->gad", lam, m.A, lam))[1].sum()
+
+    num_c = _central(lambda t: _central(logdet, t, 1e-4), theta, 1e-4)
+    k = model.p + model.n_extra
+    assert np.max(np.abs(curv[k:, k:] - num_c)) < 1e-5 * max(1.0, np.max(np.abs(num_c)))
+    assert not np.any(curv[:k]) and not np.any(curv[:, :k])
 
 
 @pytest.mark.parametrize("cmd,dataset,fam", CASES, ids=[c[0].split("||")[0] + c[0].split(",")[-1] for c in CASES])

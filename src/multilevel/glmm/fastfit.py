@@ -151,11 +151,15 @@ def _newton_step(model, x, H, g):
 
 
 # --- adaptive quadrature ----------------------------------------------------------------------
-def _quadrature(model, one, x, opt: OptSummary, max_iter: int = 100, tol: float = 1e-9):
-    """Newton–Raphson on the fixed-node rule, re-centring the nodes between steps."""
+def _quadrature(model, one, x, opt: OptSummary, max_iter: int = 100, tol: float = 1e-10,
+                moved_tol: float = 1e-4):
+    """Newton–Raphson on the fixed-node rule, re-centring the nodes between steps, until the
+    Newton decrement gᵀ(−H)⁻¹g (twice the predicted gain in log likelihood) is below ``tol``
+    and the adaptive nodes moved less than ``moved_tol`` in the last re-centring."""
     integ = model.integrator
     nodes, logw = integ.nodes, integ.logw
     method = model.method
+    adaptive = method != "ghermite"   # re-centred after every step: trial points need only Q, P, U
     p, e = model.p, model.n_extra
 
     def centre(x, P=None, U=None):
@@ -171,9 +175,9 @@ def _quadrature(model, one, x, opt: OptSummary, max_iter: int = 100, tol: float 
         return (m, *integ.root(V, lam))
 
     state = centre(x)
-    Q, g, H, P, U = one.quadrature(x, nodes, logw, *state)
+    Q, g, H, P, U = one.quadrature(x, nodes, logw, *state, derivatives=0 if adaptive else 2)
     for it in range(max_iter):
-        if method != "ghermite":
+        if adaptive:
             new = centre(x, P, U)
             moved = max(np.max(np.abs(new[0] - state[0])), np.max(np.abs(new[1] - state[1])))
             state = new
@@ -182,12 +186,12 @@ def _quadrature(model, one, x, opt: OptSummary, max_iter: int = 100, tol: float 
             moved = 0.0
         opt.fitlog.append((x.copy(), -2 * Q))
         step = _damped_step(H, g)
-        if np.max(np.abs(step)) < tol and moved < tol:
+        if g @ step < tol and moved < moved_tol:
             break
         t = 1.0
         while t > 1e-8:
             trial = x + t * step
-            res = one.quadrature(trial, nodes, logw, *state)
+            res = one.quadrature(trial, nodes, logw, *state, derivatives=0 if adaptive else 2)
             if np.isfinite(res[0]) and res[0] >= Q - 1e-10 * (1 + abs(Q)):
                 break
             t *= 0.5
