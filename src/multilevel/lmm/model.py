@@ -191,36 +191,46 @@ class LinearMixedModel:
         return self.residual_slice.stop
 
     def theta_start(self) -> np.ndarray:
-        """Each structure's default start (θ = 1, as lme4), or the ANOVA estimate for a lone
-        random intercept (:meth:`_anova_start`)."""
-        anova = self._anova_start()
-        if anova is not None:
-            return np.array([anova])
+        """Each structure's default start (θ = 1, as lme4), or the one-way ANOVA estimates when
+        every term is a random intercept (:meth:`_anova_start`): always for a lone intercept,
+        and for several (crossed or nested) intercepts when their deviance is the lower."""
         parts = [s.start() for t in self.terms for s in t.structures]
-        return np.concatenate(parts + [self.residual.start() if self.residual else np.zeros(0)])
+        default = np.concatenate(parts + [self.residual.start() if self.residual else np.zeros(0)])
+        anova = self._anova_start()
+        if anova is None:
+            return default
+        if len(anova) == 1 or self.objective(anova) < self.objective(default):
+            return anova
+        return default
 
-    def _anova_start(self) -> float | None:
-        """θ₀ = σ̂_b/σ̂_w from the one-way ANOVA of the OLS residuals on the groups, for a single
-        random intercept without weights or residual structure (from the cross-products only):
-        σ̂_w² = (RSS − B)/(n − G), σ̂_b² = (B/(G − 1) − σ̂_w²)/(n/G), B = Σ_g e_g²/n_g with e_g
-        the groups' residual sums.  Near the optimum, so the optimizer needs few steps."""
-        if len(self.terms) != 1 or self.residual is not None or self._sqrt_w is not None \
-                or self.terms[0].equations[0].names != ("_cons",) or self.n_theta != 1:
+    def _anova_start(self) -> np.ndarray | None:
+        """θ₀,t = σ̂_b,t/σ̂_w,t from the one-way ANOVA of the OLS residuals on each term's groups,
+        when every term is a random intercept without weights or residual structure (from the
+        cross-products only): σ̂_w² = (RSS − B)/(n − G), σ̂_b² = (B/(G − 1) − σ̂_w²)/(n/G),
+        B = Σ_g e_g²/n_g with e_g the groups' residual sums.  Near the optimum for a lone
+        intercept (and for crossed factors that are far from balanced), so the optimizer needs
+        few steps."""
+        if not self.terms or self.residual is not None or self.design.weights is not None \
+                or any(t.equations[0].names != ("_cons",) or t.n_params != 1 for t in self.terms):
             return None
-        p, gram = self.p, self.raw_gram
-        n_g, sums = self.A11[:, 0, 0], self.A21D[:, :, 0]
-        G, n = len(n_g), float(n_g.sum())
+        p, gram, q = self.p, self.raw_gram, self.q_rest
+        sums = [self.A21D[:, :, 0]] + [self.A22[off, q:].T for off in self._rest_offsets]
+        counts = [self.A11[:, 0, 0]] + [np.diag(self.A22)[off] for off in self._rest_offsets]
         try:
             beta = np.linalg.solve(gram[:p, :p], gram[:p, p]) if p else np.zeros(0)
         except np.linalg.LinAlgError:
             return None
-        e = sums[p] - beta @ sums[:p]
-        between = float(np.sum(e ** 2 / n_g))
-        within = (gram[p, p] - beta @ gram[:p, p] - between) / max(n - G, 1.0)
-        if G < 2 or not within > 0:
-            return None
-        sigma2_b = (between / (G - 1) - within) / (n / G)
-        return float(np.sqrt(sigma2_b / within)) if sigma2_b > 0 else 0.1
+        rss, n = gram[p, p] - beta @ gram[:p, p], float(self.n_obs)
+        out = []
+        for group_sums, n_g in zip(sums, counts):
+            G = len(n_g)
+            between = float(np.sum((group_sums[p] - beta @ group_sums[:p]) ** 2 / n_g))
+            within = (rss - between) / max(n - G, 1.0)
+            if G < 2 or not within > 0:
+                return None
+            sigma2_b = (between / (G - 1) - within) / (n / G)
+            out.append(np.sqrt(sigma2_b / within) if sigma2_b > 0 else 0.1)
+        return np.array(out)
 
     def theta_bounds(self) -> tuple[np.ndarray, np.ndarray]:
         lo, hi = self.residual.bounds() if self.residual else (np.zeros(0), np.zeros(0))
