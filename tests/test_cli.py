@@ -32,3 +32,17 @@ def test_cli_runs_glmm_commands():
     out = run("melogit c_use urban age || district:, intmethod(laplace)", "--data", data, "--nolog")
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("Mixed-effects logistic regression")
+
+
+def test_cli_runs_mestreg_with_stset_and_menl():
+    data = pathlib.Path(__file__).parent / "data"
+    out = run("mestreg x z || cluster:, distribution(weibull)", "--data", str(data / "surv_weibull_sim7.csv"),
+              "--stset", "stset time, failure(died)", "--nolog")
+    assert out.returncode == 0, out.stderr
+    assert "Mixed-effects Weibull PH regression" in out.stdout and "Haz. ratio" in out.stdout
+    out = run("mestreg x z || cluster:, distribution(weibull)", "--data", str(data / "surv_weibull_sim7.csv"))
+    assert out.returncode == 2 and "stset" in out.stderr
+    out = run("menl circumf = ({b1}+{U1[tree]})/(1+exp(-(age-{b2})/{b3}))", "--data", str(data / "orange.csv"),
+              "--nolog")
+    assert out.returncode == 0, out.stderr
+    assert "Mixed-effects ML nonlinear regression" in out.stdout and "Log likelihood = -131.58458" in out.stdout

@@ -20,6 +20,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", help="a Stata command ('mixed y x || id:') or an lme4 formula")
     parser.add_argument("--data", required=True, help="CSV file with the data")
     parser.add_argument("--reml", action="store_true", help="REML instead of ML (lme4 formulas)")
+    parser.add_argument("--stset", metavar="'stset time, failure(d)'",
+                        help="survival-time settings for mestreg, as Stata's stset")
     parser.add_argument("--nolog", action="store_true", help="do not print the iteration log")
     parser.add_argument("--style", choices=("stata", "lme4"), default="stata",
                         help="print Stata's table (default) or lme4's summary")
@@ -42,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
 
             known = args.command.split()[0].lower() in COMMANDS
             cmd = args.command if known else "mixed " + args.command
-            res = fit(cmd, data=data)
+            res = fit(cmd, data=data, stset=args.stset)
     except (SpecError, DataError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
