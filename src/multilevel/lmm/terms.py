@@ -77,14 +77,10 @@ class RandomTerm:
         return out
 
     def cross_dense(self, D: np.ndarray, z: np.ndarray | None = None) -> np.ndarray:
-        """Dᵀ Z as (m, G, k): Σ_{i in g} D_i z_iᵀ, one pass per column pair."""
-        z = self.z if z is None else z
-        m = D.shape[1]
-        out = np.empty((m, self.n_groups, self.k))
-        for j in range(m):
-            for a in range(self.k):
-                out[j, :, a] = np.bincount(self.refs, weights=D[:, j] * z[:, a], minlength=self.n_groups)
-        return out
+        """Dᵀ Z as (m, G, k): Σ_{i in g} D_i z_iᵀ, as one sparse product Zᵀ D (one pass over the
+        rows for all columns, rather than one per column and slope)."""
+        out = np.asarray(self.zt_sparse(z).T @ D).reshape(self.n_groups, self.k, D.shape[1])
+        return np.ascontiguousarray(out.transpose(2, 0, 1))
 
 
 def _slices(sizes: list[int]) -> list[slice]:
