@@ -89,6 +89,7 @@ def build(spec: ModelSpec, data: pd.DataFrame, extra_variables: tuple[str, ...] 
 
 
 def _response(frame: pd.DataFrame, name: str) -> np.ndarray:
-    if not pd.api.types.is_numeric_dtype(frame[name]) or pd.api.types.is_bool_dtype(frame[name]):
-        raise DataError(f"dependent variable '{name}' must be numeric (it is {frame[name].dtype})")
-    return frame[name].to_numpy(dtype=float)
+    column = frame[name]
+    if not pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
+        raise DataError(f"dependent variable '{name}' must be numeric (it is {column.dtype})")
+    return column.to_numpy(dtype=float)

@@ -28,7 +28,8 @@ class FixedTerm:
     def matrix(self, data: pd.DataFrame) -> np.ndarray:
         """X for new data: the same columns (omitted ones left out), same encoding."""
         if self.model_spec is None:
-            X = _plain_columns(data, [c for c in self.columns if c != "_cons"], "_cons" in self.columns)
+            X = _plain_columns([data[c].to_numpy(dtype=float) for c in self.columns if c != "_cons"],
+                               "_cons" in self.columns, len(data))
         else:
             mm = self.model_spec.get_model_matrix(_categoricals_as_int(data, str(self.model_spec.formula)))
             X = _cons_last(np.asarray(mm, dtype=float), [stata_name(c) for c in mm.columns])[0]
@@ -54,13 +55,14 @@ def build(formula: str, constant: bool, frame: pd.DataFrame) -> FixedTerm:
     A formula of plain variable names is read straight from the columns;
     anything else (factors, interactions, transforms) goes through formulaic.
     """
-    for var in variables(formula):
-        if not _numeric(frame[var]) and f"C({var}" not in formula:
+    columns = {var: frame[var] for var in variables(formula)}
+    for var, column in columns.items():
+        if not _numeric(column) and f"C({var}" not in formula:
             raise DataError(f"variable '{var}' is not numeric; use i.{var} for a categorical variable")
     plain = [t.strip() for t in formula.split("+")] if formula.strip() else []
     if all(_PLAIN.match(t) for t in plain):
         model_spec = None
-        X = _plain_columns(frame, plain, constant)
+        X = _plain_columns([columns[t].to_numpy(dtype=float) for t in plain], constant, len(frame))
         cols = plain + (["_cons"] if constant else [])
     else:
         rhs = (formula if formula.strip() else "1") + ("" if constant else " - 1")
@@ -77,11 +79,14 @@ def build(formula: str, constant: bool, frame: pd.DataFrame) -> FixedTerm:
 _PLAIN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-def _plain_columns(frame: pd.DataFrame, names: list[str], constant: bool) -> np.ndarray:
-    cols = [frame[n].to_numpy(dtype=float) for n in names]
+def _plain_columns(columns: list[np.ndarray], constant: bool, n: int) -> np.ndarray:
+    """The n×p matrix of the given columns, then a column of ones with a constant."""
+    X = np.empty((n, len(columns) + constant))
+    for j, values in enumerate(columns):
+        X[:, j] = values
     if constant:
-        cols.append(np.ones(len(frame)))
-    return np.column_stack(cols) if cols else np.zeros((len(frame), 0))
+        X[:, -1] = 1.0
+    return X
 
 
 def _cons_last(X: np.ndarray, cols: list[str]) -> tuple[np.ndarray, list[str]]:

@@ -118,7 +118,11 @@ def group_codes(frame: pd.DataFrame, key: tuple[str, ...]) -> tuple[np.ndarray, 
     if not key:
         return np.zeros(len(frame), dtype=np.int32), ("_all",)
     if len(key) == 1:
-        codes, uniques = pd.factorize(frame[key[0]], sort=True)
+        column = frame[key[0]]
+        if isinstance(column.dtype, np.dtype) and column.dtype.kind in "biu":  # no missing values possible
+            uniques, codes = np.unique(column.to_numpy(), return_inverse=True)
+            return codes.astype(np.int32), tuple(uniques.tolist())
+        codes, uniques = pd.factorize(column, sort=True)
         return codes.astype(np.int32), tuple(uniques)
     grouped = frame.groupby(list(key), sort=True)
     codes = grouped.ngroup().to_numpy().astype(np.int32)

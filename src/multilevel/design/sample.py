@@ -54,13 +54,23 @@ def select(data: pd.DataFrame, variables: list[str], if_expr: str | None,
     n_if_in = int((~keep).sum())
     complete = np.ones(len(data), dtype=bool)
     for var in variables:
-        complete &= data[var].notna().to_numpy()
+        complete &= _present(data[var])
     n_missing = int((keep & ~complete).sum())
     rows = np.flatnonzero(keep & complete)
     if len(rows) == 0:
         raise DataError(f"no observations: {n_if_in} excluded by if/in and {n_missing} with missing values "
                         f"in {', '.join(variables)}")
     return SampleInfo(len(data), n_if_in, n_missing, rows)
+
+
+def _present(column: pd.Series) -> np.ndarray:
+    """Mask of non-missing values (NaN/None/NA); plain numpy columns without pandas' ``notna``."""
+    values = column.to_numpy() if isinstance(column.dtype, np.dtype) else None
+    if values is not None and values.dtype.kind in "biu":
+        return np.ones(len(values), dtype=bool)  # integer and boolean arrays cannot hold missing values
+    if values is not None and values.dtype.kind == "f":
+        return ~np.isnan(values)
+    return column.notna().to_numpy()
 
 
 def _in_mask(n: int, in_range: tuple[int, int]) -> np.ndarray:

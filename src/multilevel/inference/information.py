@@ -14,8 +14,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..covariance.structures import Identity, Independent
 from ..lmm import gradient
 from ..lmm.model import LinearMixedModel, equation_blocks
+
+_SCALE_ONLY = (Identity, Independent)  # Σ diagonal: θ_i = σ_i/σ = exp(φ_i − φ_e)
 
 
 @dataclass(frozen=True)
@@ -57,12 +60,16 @@ def to_natural(model: LinearMixedModel, theta: np.ndarray, sigma2: float) -> np.
 
 
 def from_natural(model: LinearMixedModel, phi: np.ndarray) -> tuple[np.ndarray, float]:
-    """(θ, σ²) of a φ vector (inverse of :func:`to_natural`)."""
+    """(θ, σ²) of a φ vector (inverse of :func:`to_natural`); θ = exp(φ − φ_e) directly for the
+    scale-only structures."""
     sigma2 = float(np.exp(2 * phi[-1]))
     theta = np.zeros(model.n_theta)
     slices = natural_slices(model)
     for (_, struct, sl), nsl in zip(equation_blocks(model), slices):
-        theta[sl] = struct.from_sigma(struct.from_natural(phi[nsl]) / sigma2)
+        if isinstance(struct, _SCALE_ONLY):
+            theta[sl] = np.exp(phi[nsl] - phi[-1])
+        else:
+            theta[sl] = struct.from_sigma(struct.from_natural(phi[nsl]) / sigma2)
     theta[model.residual_slice] = phi[slices[-1]]
     return theta, sigma2
 
@@ -155,7 +162,20 @@ def _hessian_from_gradient(model: LinearMixedModel, phi: np.ndarray, theta: np.n
 
 
 def _jacobian(model: LinearMixedModel, phi: np.ndarray, h: float = 1e-6) -> np.ndarray:
-    """∂(θ, σ²)/∂φ by central differences of :func:`from_natural`."""
+    """∂(θ, σ²)/∂φ: analytic when every structure is scale-only (∂θ_i/∂φ_i = θ_i,
+    ∂θ_i/∂φ_e = −θ_i, ∂σ²/∂φ_e = 2σ², residual parameters unchanged), otherwise by central
+    differences of :func:`from_natural`."""
+    blocks = equation_blocks(model)
+    if all(isinstance(struct, _SCALE_ONLY) for _, struct, _ in blocks):
+        theta, sigma2 = from_natural(model, phi)
+        J = np.zeros((model.n_theta + 1, len(phi)))
+        for (_, _, sl), nsl in zip(blocks, natural_slices(model)):
+            J[sl, nsl] = np.diag(theta[sl])
+            J[sl, -1] = -theta[sl]
+        rs = model.residual_slice
+        J[rs, natural_slices(model)[-1]] = np.eye(rs.stop - rs.start)
+        J[-1, -1] = 2 * sigma2
+        return J
     cols = []
     for j in range(len(phi)):
         e = np.zeros(len(phi))
