@@ -16,7 +16,7 @@ import numpy as np
 
 from ..covariance.structures import Identity, Independent
 from ..lmm import gradient
-from ..lmm.model import LinearMixedModel, equation_blocks
+from ..lmm.model import Factor, LinearMixedModel, equation_blocks
 
 _SCALE_ONLY = (Identity, Independent)  # Σ diagonal: θ_i = σ_i/σ = exp(φ_i − φ_e)
 
@@ -107,8 +107,10 @@ def richardson_hessian(f, x: np.ndarray, h: float = 4e-3) -> np.ndarray:
     return (4 * hessian(f, x, h / 2) - hessian(f, x, h)) / 3
 
 
-def natural_fit(model: LinearMixedModel, theta: np.ndarray, sigma2: float) -> NaturalFit:
-    """φ̂ and Var(φ̂) = (−∂²ℓ/∂φ∂φᵀ)⁻¹ over the parameters not on the boundary."""
+def natural_fit(model: LinearMixedModel, theta: np.ndarray, sigma2: float,
+                factor: Factor | None = None) -> NaturalFit:
+    """φ̂ and Var(φ̂) = (−∂²ℓ/∂φ∂φᵀ)⁻¹ over the parameters not on the boundary
+    (``factor``: the model's factor at θ, if known)."""
     phi = to_natural(model, theta, sigma2)
     n_re = sum(s.n_natural for _, s, _ in equation_blocks(model))
     free = np.isfinite(phi)
@@ -122,7 +124,7 @@ def natural_fit(model: LinearMixedModel, theta: np.ndarray, sigma2: float) -> Na
         return loglik_natural(model, full)
 
     if free.all() and gradient.available(model):
-        H = _hessian_from_gradient(model, phi, theta, sigma2)
+        H = _hessian_from_gradient(model, phi, theta, sigma2, model.factor(theta) if factor is None else factor)
     else:
         H = richardson_hessian(partial, phi[idx])
     try:
@@ -133,25 +135,29 @@ def natural_fit(model: LinearMixedModel, theta: np.ndarray, sigma2: float) -> Na
 
 
 def _hessian_from_gradient(model: LinearMixedModel, phi: np.ndarray, theta: np.ndarray,
-                           sigma2: float) -> np.ndarray:
-    """Hessian in φ from central differences of the analytic gradient.
+                           sigma2: float, f: Factor) -> np.ndarray:
+    """Hessian in φ from central differences of the analytic gradient (``f``: the factor at θ).
 
     With ψ = (θ, σ²)(φ), J = ∂ψ/∂φ and g = ∇_ψ ℓ:  ∂²ℓ/∂φ∂φᵀ = Jᵀ ∂g/∂φ + Σ_i g_i ∇²ψ_i.
     ∂g/∂φ_j is the central difference of g along φ_j (error ε/h, far more accurate than
     differencing values, ε/h²).  The curvature of the map (second term) is included when g is
     not zero, so the result is right away from the optimum too (e.g. at another program's
-    stopping point).
+    stopping point).  Without a residual structure the column of ln σ_e needs no differences:
+    see :func:`_sigma_column`.
     """
     n = len(phi)
     h = 1e-4 if model.residual is not None else 1e-5  # wider when the gradient is partly differenced
-    g0 = gradient.loglik_gradient(model, theta, sigma2)
+    g0 = gradient.loglik_gradient(model, theta, sigma2, f)
     J = _jacobian(model, phi)
     dg = np.empty((len(g0), n))
-    for j in range(n):
+    sigma_column = model.residual is None and model.n_theta == n - 1
+    for j in range(n - 1 if sigma_column else n):
         e = np.zeros(n)
         e[j] = h
         (t_up, s_up), (t_dn, s_dn) = from_natural(model, phi + e), from_natural(model, phi - e)
         dg[:, j] = (gradient.loglik_gradient(model, t_up, s_up) - gradient.loglik_gradient(model, t_dn, s_dn)) / (2 * h)
+    if sigma_column:
+        dg[:, -1] = _sigma_column(model, dg[:, :-1], J, sigma2, f.pwrss)
     H = J.T @ dg
     if np.max(np.abs(g0 * np.append(theta, sigma2))) > 1e-8:  # not at a stationary point
         for j in range(n):
@@ -159,6 +165,21 @@ def _hessian_from_gradient(model: LinearMixedModel, phi: np.ndarray, theta: np.n
             e[j] = h
             H[:, j] += (_jacobian(model, phi + e) - _jacobian(model, phi - e)).T @ g0 / (2 * h)
     return (H + H.T) / 2
+
+
+def _sigma_column(model: LinearMixedModel, dg_theta: np.ndarray, J: np.ndarray, sigma2: float,
+                  pwrss: float) -> np.ndarray:
+    """∂g/∂φ_e (φ_e = ln σ_e) from the columns already differenced along the other φ_j.
+
+    Those move θ only (σ² = e^{2φ_e}), so ∂g/∂φ_j = H_ψθ J_θj gives the θ columns of the
+    Hessian H_ψ of ℓ(θ, σ²); its σ² column is the σ² row by symmetry, except
+    ∂²ℓ/∂(σ²)² = ν/(2σ⁴) − r²/σ⁶ (ℓ is −½(ν log σ² + r²/σ²) in σ², no residual structure).
+    Then ∂g/∂φ_e = H_ψ J_{·e}.
+    """
+    H_theta = np.linalg.solve(J[:-1, :-1].T, dg_theta.T).T   # dg_θ J_θθ⁻¹: H_ψ's θ columns
+    h_ss = 0.5 * model.dof / sigma2 ** 2 - pwrss / sigma2 ** 3
+    H_psi = np.column_stack([H_theta, np.append(H_theta[-1], h_ss)])
+    return H_psi @ J[:, -1]
 
 
 def _jacobian(model: LinearMixedModel, phi: np.ndarray, h: float = 1e-6) -> np.ndarray:

@@ -87,10 +87,11 @@ def deviance_gradient(model: LinearMixedModel, f: Factor) -> np.ndarray:
     return np.concatenate([grad, markov_gradient.phi_gradient(model, f, model.dof / f.pwrss)])
 
 
-def loglik_gradient(model: LinearMixedModel, theta: np.ndarray, sigma2: float) -> np.ndarray:
+def loglik_gradient(model: LinearMixedModel, theta: np.ndarray, sigma2: float,
+                    f: Factor | None = None) -> np.ndarray:
     """∇ of ℓ(θ, σ²) = −½[log|L_Z|² (+ log|R_X|²) + Σ log|R_j| + ν log 2πσ² + r²/σ²]
-    (β profiled out; residual-structure parameters after θ)."""
-    f = model.factor(theta)
+    (β profiled out; residual-structure parameters after θ); ``f``: the factor at θ, if known."""
+    f = model.factor(theta) if f is None else f
     g_det, g_r2 = pieces(model, f)
     d_theta = -0.5 * (g_det + g_r2 / sigma2)
     d_sigma2 = -0.5 * (model.dof / sigma2 - f.pwrss / sigma2 ** 2)
