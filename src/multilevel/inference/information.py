@@ -215,3 +215,23 @@ def delta_vcov(g, x: np.ndarray, V: np.ndarray, h: float = 1e-6) -> np.ndarray:
         e[j] = h
         J[:, j] = (np.atleast_1d(g(x + e)) - np.atleast_1d(g(x - e))) / (2 * h)
     return J @ V @ J.T
+
+
+def covariance_se(struct, phi: np.ndarray, local: list[int], V: np.ndarray) -> np.ndarray:
+    """SEs of the entries of Σ(φ) = ``struct.from_natural(φ)`` by the delta method, with V the
+    covariance of φ[local] (the other φ held fixed): ∂σ_i²/∂ln σ_i = 2σ_i² for the scale-only
+    structures (off-diagonal entries are 0), central differences otherwise."""
+    k = struct.k
+    if isinstance(struct, _SCALE_ONLY):
+        owner = np.zeros(k, dtype=int) if isinstance(struct, Identity) else np.arange(k)
+        J = np.zeros((k * k, len(phi)))
+        J[np.arange(k) * (k + 1), owner] = 2 * np.exp(2 * phi[owner])
+        J = J[:, local]
+        return np.sqrt(np.diag(J @ V @ J.T)).reshape(k, k)
+
+    def entries(sub: np.ndarray) -> np.ndarray:
+        full = phi.copy()
+        full[local] = sub
+        return struct.from_natural(full).ravel()
+
+    return np.sqrt(np.diag(delta_vcov(entries, phi[local], V))).reshape(k, k)

@@ -6,7 +6,7 @@ import warnings
 import numpy as np
 
 from ..design import Design
-from ..inference.information import delta_vcov, natural_fit
+from ..inference.information import covariance_se, delta_vcov, natural_fit
 from ..inference.results import EquationResult, FixedEffects, MixedResults
 from ..inference.tests import lr_vs_linear, ols_loglik, wald_fixed
 from ..optimize import OptSummary, minimize, minimize_scalar_with_gradient, minimize_with_gradient
@@ -224,13 +224,7 @@ def _equations(model, theta, sigma2, nat, blups) -> tuple[EquationResult, ...]:
         pos = [int(np.searchsorted(free_idx, i)) for i in local]
         V = nat.vcov[np.ix_(pos, pos)]
         phi_se = np.array([_se(nat.vcov, nat.free, i) for i in range(nsl.start, nsl.stop)])
-        se = np.full(cov.shape, np.nan)
-        if local:
-            def entries(sub: np.ndarray, phi=phi, local=local, nsl=nsl) -> np.ndarray:
-                full = phi.copy()
-                full[[i - nsl.start for i in local]] = sub
-                return struct.from_natural(full).ravel()
-            se = np.sqrt(np.diag(delta_vcov(entries, phi[[i - nsl.start for i in local]], V))).reshape(cov.shape)
+        se = covariance_se(struct, phi, [i - nsl.start for i in local], V) if local else np.full(cov.shape, np.nan)
         counts = eq.counts if eq.counts is not None else np.bincount(eq.refs, minlength=eq.n_groups)
         out.append(EquationResult(
             label=eq.label, names=eq.names, structure=struct.label, group_vars=eq.group_key,
