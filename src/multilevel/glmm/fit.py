@@ -23,10 +23,11 @@ from ..inference.results import FixedEffects
 from ..inference.tests import lr_vs_linear, wald_fixed
 from ..lmm.fit import _equations, _sample_notes
 from ..lmm.model import equation_blocks
-from ..optimize import OptSummary, minimize
+from ..optimize import OptSummary, minimize, minimize_with_gradient
 from ..spec.errors import DataError
 from .fastfit import fast_fit
 from .glm import GLMFit, fit_glm
+from .laplace_gradient import LaplaceGradient
 from .model import GeneralizedLinearMixedModel
 from .results import Ancillary, GLMMResults
 from .start import START_OPTIONS, Start, start_values
@@ -44,14 +45,19 @@ def optimize(model: GeneralizedLinearMixedModel, glm: GLMFit, backend: str = "nl
     """
     p, e = model.p, model.n_extra
     lower, upper = model.theta_bounds()
+    lg = _laplace_gradient(model)
     if start is None or start.default:
         beta, xi_opt = glm.beta, model.family.to_opt(glm.xi)
 
         def theta_only(theta):
             return model.objective(np.concatenate([beta, xi_opt, theta]), method="laplace")
 
+        def theta_only_grad(theta):
+            value, grad = lg(np.concatenate([beta, xi_opt, theta]))
+            return value, grad[p + e:]
+
         first = _minimize(theta_only, model.theta_start(), lower, upper, backend=backend,
-                          ftol_rel=1e-8, xtol_rel=1e-6)
+                          ftol_rel=1e-8, xtol_rel=1e-6, fg=theta_only_grad if lg else None)
         theta0, n_first, xi = first.final, first.n_evals, glm.xi
     else:
         beta, xi, theta0, n_first = start.beta, start.xi, start.theta, 0
@@ -62,15 +68,21 @@ def optimize(model: GeneralizedLinearMixedModel, glm: GLMFit, backend: str = "nl
     def joint(z, method=None):
         return model.objective(np.concatenate([x0 + A @ z[:p + e], z[p + e:]]), method=method)
 
+    def joint_grad(z):
+        value, grad = lg(np.concatenate([x0 + A @ z[:p + e], z[p + e:]]))
+        return value, np.concatenate([A.T @ grad[:p + e], grad[p + e:]])
+
     z0 = np.concatenate([np.zeros(p + e), theta0])
     zl = np.concatenate([np.full(p + e, -np.inf), lower])
     zu = np.concatenate([np.full(p + e, np.inf), upper])
     n_lap, head = 0, []
     if model.nested is not None:    # quadrature over nested levels is costly: start at the Laplace optimum
         head = [(z0, joint(z0))]    # the log starts at the start values, on the requested rule
-        lap = _minimize(lambda z: joint(z, "laplace"), z0, zl, zu, backend=backend, ftol_rel=1e-10, xtol_rel=1e-7)
+        lap = _minimize(lambda z: joint(z, "laplace"), z0, zl, zu, backend=backend, ftol_rel=1e-10, xtol_rel=1e-7,
+                        fg=joint_grad if lg else None)
         z0, n_lap = lap.final, lap.n_evals + 1
-    opt = _minimize(joint, z0, zl, zu, backend=backend, ftol_rel=FTOL, xtol_rel=1e-8)
+    opt = _minimize(joint, z0, zl, zu, backend=backend, ftol_rel=FTOL, xtol_rel=1e-8,
+                    fg=joint_grad if lg and model.method == "laplace" else None)
     z = opt.final
     opt.fitlog[:0] = head
     opt.final = np.concatenate([x0 + A @ z[:p + e], z[p + e:]])
@@ -79,9 +91,26 @@ def optimize(model: GeneralizedLinearMixedModel, glm: GLMFit, backend: str = "nl
     return opt, A
 
 
-def _minimize(f, x0, lower, upper, backend: str, **tol) -> OptSummary:
+def _laplace_gradient(model: GeneralizedLinearMixedModel) -> LaplaceGradient | None:
+    """The exact Laplace gradient (:mod:`.laplace_gradient`) for several random-effects terms
+    (one term has the one-factor Newton fit, :mod:`.fastfit`)."""
+    return LaplaceGradient(model) if len(model.terms) > 1 else None
+
+
+def _minimize(f, x0, lower, upper, backend: str, fg=None, **tol) -> OptSummary:
     """:func:`~multilevel.optimize.minimize`, retried with scipy's L-BFGS-B if nlopt gives up
-    (BOBYQA raises on round-off when the likelihood is flat, e.g. under separation)."""
+    (BOBYQA raises on round-off when the likelihood is flat, e.g. under separation).
+    With ``fg`` (value and exact gradient), L-BFGS-B first; BOBYQA continues from its last
+    point if it does not report convergence."""
+    if fg is not None:
+        first = minimize_with_gradient(fg, x0, lower, upper)
+        if first.converged and np.isfinite(first.fmin):
+            return first
+        rest = _minimize(f, first.final, lower, upper, backend, **tol)
+        rest.fitlog[:0] = first.fitlog
+        rest.initial = first.initial
+        rest.n_evals += first.n_evals
+        return rest
     try:
         return minimize(f, x0, lower, upper, backend=backend, **tol)
     except Exception as exc:  # nlopt.RoundoffLimited and friends
