@@ -48,3 +48,26 @@ def test_gradient_matches_central_differences(response, fam, random):
         e[j] = h
         num[j] = (model.objective(x + e, method="laplace") - model.objective(x - e, method="laplace")) / (2 * h)
     np.testing.assert_allclose(grad, num, rtol=1e-5, atol=1e-5 * (1 + np.abs(num).max()))
+
+
+@pytest.mark.parametrize("random", ["|| _all: R.brood || location:", "|| location: || brood:"])
+def test_lbfgs_optimum_equals_derivative_free(random, monkeypatch):
+    """L-BFGS-B with the exact gradient reaches BOBYQA's optimum (the conformance cases and
+    B6 check that optimum against lme4 and Stata)."""
+    import warnings
+
+    import multilevel as ml
+    from multilevel.glmm import fit as glmm_fit
+
+    df = load_data("grouseticks.csv")
+    cmd = f"mepoisson ticks {FIXED} {random}, intmethod(laplace)"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fast = ml.fit(cmd, df)
+        monkeypatch.setattr(glmm_fit, "_laplace_gradient", lambda model: None)
+        slow = ml.fit(cmd, df)
+    assert fast.optsummary.backend == "lbfgs" and slow.optsummary.backend == "nlopt"
+    assert fast.loglik == pytest.approx(slow.loglik, abs=1e-6)
+    np.testing.assert_allclose(fast.fixed.coef, slow.fixed.coef, atol=1e-4)
+    np.testing.assert_allclose(np.sqrt(np.diag(fast.fixed.vcov)), np.sqrt(np.diag(slow.fixed.vcov)), rtol=1e-4)
+    assert fast.optsummary.n_evals < slow.optsummary.n_evals / 3

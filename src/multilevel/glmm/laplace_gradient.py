@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.linalg
-from scipy import sparse
 
 from .onefactor import third, xi_partials
 
@@ -44,8 +43,10 @@ class LaplaceGradient:
         self.slots = [(t, c) for t in range(len(terms)) for c in range(terms[t].k)]
         self.cols = np.array([self.offsets[t] + terms[t].refs.astype(np.int64) * terms[t].k + c
                               for t, c in self.slots])                           # (K, n)
-        n, K = model.n, len(self.slots)
-        self._rows = np.tile(np.arange(n), K)
+        q = model.system.q
+        # AᵀWA + I is assembled by one bincount over the (fixed) pattern of slot pairs
+        keys = (self.cols[:, None, :] * q + self.cols[None, :, :]).ravel()
+        self._pattern, self._pair = np.unique(keys, return_inverse=True)
 
     def _a_values(self, lams) -> np.ndarray:
         """(K, n) values of A = ZΛ at the slots: (z_i λ_t)_c."""
@@ -64,16 +65,19 @@ class LaplaceGradient:
         wp = np.where(-d2 > 0, -third(fam, model.y, m.eta, xi), 0.0)
         vals = self._a_values(lams)
         q = model.system.q
-        A = sparse.csr_matrix((vals.ravel(), (self._rows, self.cols.ravel())), shape=(model.n, q))
-        H = (A.T @ A.multiply(w[:, None])).toarray() + np.eye(q)
+        H = np.zeros(q * q)
+        H[self._pattern] = np.bincount(self._pair.ravel(), weights=(vals[:, None, :] * (vals * w)[None, :, :]).ravel(),
+                                       minlength=len(self._pattern))
+        H = H.reshape(q, q) + np.eye(q)
         cf = scipy.linalg.cho_factor(H, lower=True, check_finite=False)
         Hinv = scipy.linalg.cho_solve(cf, np.eye(q), check_finite=False)
         # Q[s, i] = (AH⁻¹)[i, cols_s(i)]; h_i = Σ_s vals_s(i) Q[s, i]
         Q = np.einsum("rsi,ri->si", Hinv[self.cols[:, None, :], self.cols[None, :, :]], vals)
         h = np.einsum("si,si->i", vals, Q)
         c = h * wp
-        s = scipy.linalg.cho_solve(cf, A.T @ c, check_finite=False)
-        ev = A @ s
+        s = scipy.linalg.cho_solve(cf, np.bincount(self.cols.ravel(), weights=(vals * c).ravel(), minlength=q),
+                                   check_finite=False)
+        ev = np.einsum("si,si->i", vals, s[self.cols])
         r = d1 - 0.5 * c + 0.5 * w * ev
         g_beta = model.X.T @ r
         g_theta = []
