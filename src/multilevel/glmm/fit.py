@@ -213,6 +213,8 @@ def _psi_gradient(model: GeneralizedLinearMixedModel, lg: LaplaceGradient, psi: 
     p = model.p
     x = _to_x(model, psi, phi_fixed, free)
     value, gx = lg(x)
+    if not np.isfinite(value):
+        return np.full(len(psi), np.nan)    # no information there: the SEs are missing
     J = np.zeros((len(x), len(psi)))
     J[:p, :p] = np.eye(p)
     for j in range(p, len(psi)):

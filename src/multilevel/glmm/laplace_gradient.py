@@ -53,9 +53,18 @@ class LaplaceGradient:
         return np.concatenate([(t.z @ lam).T for t, lam in zip(self.model.terms, lams)])
 
     def __call__(self, x: np.ndarray) -> tuple[float, np.ndarray]:
+        """(−2ℓ_L, its gradient); (inf, 0) where the modes or H break down, as
+        :meth:`~multilevel.glmm.model.GeneralizedLinearMixedModel.objective`."""
+        try:
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+                value, grad = self._evaluate(np.asarray(x, dtype=float))
+        except (np.linalg.LinAlgError, FloatingPointError, ValueError):
+            return np.inf, np.zeros(len(x))
+        return (value, grad) if np.isfinite(value) and np.all(np.isfinite(grad)) else (np.inf, np.zeros(len(x)))
+
+    def _evaluate(self, x: np.ndarray) -> tuple[float, np.ndarray]:
         model, fam = self.model, self.model.family
         p, e = model.p, model.n_extra
-        x = np.asarray(x, dtype=float)
         beta, xi, theta = model.split(x)
         zxi = x[p:p + e]
         lams = model.lambdas(theta)

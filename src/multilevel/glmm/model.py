@@ -63,7 +63,7 @@ class GeneralizedLinearMixedModel:
             levels = nesting(self.terms)
             if levels is not None:
                 self.nested = NestedIntegrator(levels, points, self.method)
-        self._u = None  # warm start for PIRLS
+        self._last = None  # (β, Λs, Modes) of the last PIRLS: its start at the next point
         self.theta0: np.ndarray | None = None   # start θ given by the user (:mod:`.start`)
         self.n_extra = family.n_extra
 
@@ -96,12 +96,26 @@ class GeneralizedLinearMixedModel:
         return self.offset + self.X @ beta
 
     def modes(self, beta, xi, theta):
-        """PIRLS at (β, ξ, θ), warm-started from the last modes."""
+        """PIRLS at (β, ξ, θ), started from the last modes moved to first order (:meth:`_predict`)."""
         lams = self.lambdas(theta)
-        u0 = self._u if self._u is not None and np.all(np.isfinite(self._u)) else None
-        m = pirls(self.system, self.family, self.y, self.eta0(beta), lams, xi, u0)
-        self._u = m.u
+        m = pirls(self.system, self.family, self.y, self.eta0(beta), lams, xi, self._predict(beta, xi, lams))
+        if np.all(np.isfinite(m.u)):
+            self._last = (np.array(beta, dtype=float), lams, m)
         return m
+
+    def _predict(self, beta, xi, lams) -> np.ndarray | None:
+        """û + H⁻¹r from the last modes, r the change of ∇_u g = ΛᵀZᵀℓ′ − u to first order in
+        (β, Λ) (implicit function theorem; the change in ξ is left out):
+        r = ΔΛᵀZᵀℓ′ − ΛᵀZᵀW(XΔβ + ZΔΛû)."""
+        if self._last is None:
+            return None
+        beta0, lams0, m = self._last
+        _, d1, d2 = self.family.derivs(self.y, m.eta, xi)
+        dlams = [a - b for a, b in zip(lams, lams0)]
+        deta = self.X @ (beta - beta0) + self.system.zlam(m.u, dlams)
+        r = self.system.zlam_t(d1, dlams) - self.system.zlam_t(np.maximum(-d2, 0.0) * deta, lams0)
+        du = m.factor.solve(r)
+        return m.u + du if np.all(np.abs(du) < 1.0) else m.u   # far steps: from the last modes
 
     def loglik(self, beta, xi, theta, method: str | None = None) -> float:
         """The approximate marginal log likelihood at (β, ξ in Stata's metric, θ)."""
