@@ -5,6 +5,9 @@ stages: (1) the model without random effects gives β and ξ; (2) θ alone is
 optimized by Laplace with β, ξ held there; (3) all parameters are optimized
 jointly on the requested integration rule, with β whitened by the
 fixed-only information so that BOBYQA's trust region is well scaled.
+Laplace stages of models with several random-effects terms use L-BFGS-B
+with the exact gradient (:mod:`.laplace_gradient`) instead, BOBYQA
+continuing where it does not converge.
 Other starts (``startvalues(zero | constantonly)``, ``startgrid``, ``from()``;
 :mod:`.start`) skip stage (2); ``noestimate`` stops before (3).
 Standard errors are from the observed information of the approximate log
@@ -152,7 +155,8 @@ def information(model: GeneralizedLinearMixedModel, x: np.ndarray, beta_scale: n
 
     The Hessian is taken by central differences in units of each
     parameter's (approximate) standard error, so one step size suits every
-    parameter.  The gradient comes free from the same evaluations; if the
+    parameter (for several terms by Laplace: by differences of the exact gradient,
+    :func:`_psi_gradient`).  The gradient comes free from the same evaluations; if the
     Newton step ψ − H⁻¹g raises the likelihood it is taken (polishing the
     optimizer's last digits).  Returns (x at the final point, Var(ψ̂), φ, free).
     """
