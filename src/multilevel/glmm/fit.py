@@ -104,10 +104,12 @@ def _minimize(f, x0, lower, upper, backend: str, fg=None, **tol) -> OptSummary:
     """:func:`~multilevel.optimize.minimize`, retried with scipy's L-BFGS-B if nlopt gives up
     (BOBYQA raises on round-off when the likelihood is flat, e.g. under separation).
     With ``fg`` (value and exact gradient), L-BFGS-B first; BOBYQA continues from its last
-    point if it does not report convergence."""
+    point if it does not report convergence or stops with a standard deviation at 0: there the
+    gradient vanishes by symmetry (ℓ is even in a diagonal θ), so L-BFGS-B cannot leave zero
+    even when a larger likelihood lies beyond (several local optima)."""
     if fg is not None:
         first = minimize_with_gradient(fg, x0, lower, upper)
-        if first.converged and np.isfinite(first.fmin):
+        if first.converged and np.isfinite(first.fmin) and not first.boundary:
             return first
         rest = _minimize(f, first.final, lower, upper, backend, **tol)
         rest.fitlog[:0] = first.fitlog
