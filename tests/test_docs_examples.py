@@ -1,21 +1,8 @@
 """The Python examples in docs/mixed.md run as written (from the repository root)."""
-import os
-import pathlib
-import re
-
-ROOT = pathlib.Path(__file__).parent.parent
+from tests.docs_pages import fenced, run_page
 
 
 def test_mixed_page_examples_run():
-    text = (ROOT / "docs" / "mixed.md").read_text()
-    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
-    assert len(blocks) >= 5
-    namespace: dict = {}
-    cwd = os.getcwd()
-    os.chdir(ROOT)
-    try:
-        for block in blocks:
-            exec(compile(block, "docs/mixed.md", "exec"), namespace)  # noqa: S102
-    finally:
-        os.chdir(cwd)
+    assert len(fenced("mixed.md", "python")) >= 5
+    namespace = run_page("mixed.md")
     assert abs(namespace["res"].nobs - namespace["pig_w"].w.sum()) == 0

@@ -8,52 +8,14 @@ by ``.ci/run``.
 """
 from __future__ import annotations
 
-import os
-import pathlib
-
 import pytest
+
+from tests.docs_pages import ROOT, run_page, shown_outputs
 
 matplotlib = pytest.importorskip("matplotlib")
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
 
-ROOT = pathlib.Path(__file__).parent.parent
 PAGES = ["index.md", "getting-started.md", "stata-users.md", "lme4-users.md", "output.md"]
-
-
-def fenced(name: str, language: str) -> list[str]:
-    """The fenced blocks of a page in ``language`` (``""``: plain blocks, i.e. printed output)."""
-    blocks, current, lang = [], None, ""
-    for line in (ROOT / "docs" / name).read_text().splitlines(keepends=True):
-        if line.startswith("```"):
-            if current is None:
-                current, lang = [], line[3:].strip()
-            else:
-                if lang == language:
-                    blocks.append("".join(current))
-                current = None
-        elif current is not None:
-            current.append(line)
-    return blocks
-
-
-def run_page(name: str) -> dict:
-    blocks = fenced(name, "python")
-    assert blocks, name
-    namespace: dict = {}
-    cwd = os.getcwd()
-    os.chdir(ROOT)
-    try:
-        for block in blocks:
-            exec(compile(block, f"docs/{name}", "exec"), namespace)  # noqa: S102
-    finally:
-        os.chdir(cwd)
-        plt.close("all")
-    return namespace
-
-
-def shown_outputs(name: str) -> list[str]:
-    return fenced(name, "")
 
 
 @pytest.fixture(scope="module")

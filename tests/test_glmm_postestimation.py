@@ -300,14 +300,7 @@ def test_startvalues_iv_refused(bangladesh):
 
 
 def test_docs_page_examples_run():
-    text = (ROOT / "docs" / "glmm.md").read_text()
-    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
-    assert len(blocks) >= 3
-    namespace: dict = {}
-    cwd = os.getcwd()
-    os.chdir(ROOT)
-    try:
-        for block in blocks:
-            exec(compile(block, "docs/glmm.md", "exec"), namespace)  # noqa: S102
-    finally:
-        os.chdir(cwd)
+    from tests.docs_pages import fenced, run_page
+
+    assert len(fenced("glmm.md", "python")) >= 3
+    run_page("glmm.md")

@@ -96,7 +96,7 @@ def test_bad_data(pig):
 
 
 def test_docs_page_runs_and_shows_current_output():
-    from tests.test_docs_site import run_page, shown_outputs
+    from tests.docs_pages import run_page, shown_outputs
 
     ns = run_page("menl.md")
     (shown,) = shown_outputs("menl.md")

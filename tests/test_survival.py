@@ -150,7 +150,7 @@ def test_no_failures(surv):
 
 
 def test_docs_page_runs_and_shows_current_output():
-    from tests.test_docs_site import run_page, shown_outputs
+    from tests.docs_pages import run_page, shown_outputs
 
     ns = run_page("mestreg.md")
     (shown,) = shown_outputs("mestreg.md")
