@@ -44,10 +44,7 @@ class NonlinearModel:
 
     def __init__(self, spec: MenlSpec, data: pd.DataFrame):
         self.spec = spec
-        for name in spec.variables:
-            if name not in data.columns:
-                raise DataError(f"variable '{name}' not found in the data")
-        self.sample = select(data, spec.variables, None, None)
+        self.sample = select(data, spec.variables, None, None)  # unknown variables: DataError
         frame = data.iloc[self.sample.rows].reset_index(drop=True)
         used = [v for v in spec.variables if v not in {r.group for r in spec.random}]
         for name in used:

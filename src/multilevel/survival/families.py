@@ -60,9 +60,6 @@ class Weibull(_Survival):
             return ll, None, None
         return ll, scale * (d - cum), -scale ** 2 * cum
 
-    def start_extra(self, y):
-        return np.zeros(self.n_extra)
-
 
 class _LogLocationScale(_Survival):
     """ln T = η + s ε (AFT) with ε of a standard density: z = (ln t − η)/s,
@@ -82,9 +79,6 @@ class _LogLocationScale(_Survival):
         if not order:
             return ll, None, None
         return ll, -np.where(event, g1, s1) / s, np.where(event, g2, s2) / s ** 2
-
-    def start_extra(self, y):
-        return np.zeros(1)
 
 
 class Lognormal(_LogLocationScale):
