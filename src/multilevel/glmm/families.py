@@ -16,6 +16,7 @@ Protocol (every family provides)
 ``derivs(y, η, ξ)``       (log f, ∂/∂η, ∂²/∂η²) per observation
 ``check(y)``              raise :class:`DataError` for a response the family cannot take
 ``start_extra(y)``        starting ancillary parameters
+``cons_start(y)``         starting ``_cons`` of the fixed-only fit (default: link of the mean)
 ``to_opt(ξ)``/``from_opt``  the optimizer's unconstrained metric for ξ
 
 Links are the binary CDF links (``logit``, ``probit``, ``cloglog``: F with
@@ -196,6 +197,11 @@ class _Family:
     def loglik(self, y, eta, xi=()):
         return self.derivs(y, eta, xi, order=0)[0]
 
+    def cons_start(self, y: np.ndarray) -> float:
+        """Start of ``_cons`` in the fixed-only fit: the link of the mean response."""
+        ybar = float(np.mean(y))
+        return float(np.log(max(ybar, 1e-8))) if self.link == "log" else ybar
+
     def check(self, y: np.ndarray, command: str = "meglm") -> None:
         pass
 
@@ -229,6 +235,10 @@ class Binomial(_Family):
             raise DataError(f"{command}: the dependent variable must be an integer count of successes "
                             "between 0 and the number of trials")
         self._const = special.gammaln(n + 1) - special.gammaln(y + 1) - special.gammaln(n - y + 1)
+
+    def cons_start(self, y):
+        share = y if self.trials is None else y / np.maximum(self.trials, 1)
+        return float(self.cdf.ppf(np.clip(float(np.mean(share)), 1e-3, 1 - 1e-3)))
 
     def derivs(self, y, eta, xi=(), order=2):
         n = 1.0 if self.trials is None else _col(self.trials, eta)

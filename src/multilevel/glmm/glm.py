@@ -53,19 +53,11 @@ def newton_beta(family, X, y, offset, xi, beta0, tol: float = 1e-10, max_iter: i
 
 
 def beta_start(family, X, y, names) -> np.ndarray:
-    """Zero slopes; the constant at the link of the mean response where there is one (the
-    family's own start where it has one)."""
+    """Zero slopes; the constant at the family's start (:meth:`cons_start`: the link of the
+    mean response, or a constant-hazard fit for survival families)."""
     beta = np.zeros(X.shape[1])
-    if "_cons" in names and hasattr(family, "cons_start"):  # survival: a constant-hazard fit
+    if "_cons" in names:
         beta[list(names).index("_cons")] = family.cons_start(y)
-    elif "_cons" in names and family.name != "ordinal":
-        ybar = float(np.mean(y if getattr(family, "trials", None) is None else y / np.maximum(family.trials, 1)))
-        if family.name in ("bernoulli", "binomial"):
-            beta[list(names).index("_cons")] = family.cdf.ppf(np.clip(ybar, 1e-3, 1 - 1e-3))
-        elif family.link == "log":
-            beta[list(names).index("_cons")] = np.log(max(ybar, 1e-8))
-        else:
-            beta[list(names).index("_cons")] = ybar
     return beta
 
 
