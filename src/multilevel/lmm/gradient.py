@@ -58,23 +58,25 @@ def _pieces_one(model: LinearMixedModel, f: Factor) -> tuple[np.ndarray, np.ndar
         a, l2, d = A[:, 0, 0], f.L11[:, 0, 0] ** 2, model.terms[0].dlam(theta)[:, 0, 0]
         s = Cy[:, 0] - CX[:, 0] @ beta - a * lam[0, 0] * u[:, 0]
         return 2 * d * np.sum(lam[0, 0] * a / l2), np.zeros(1), -2 * d * np.dot(s, u[:, 0])
+    G, k = A.shape[:2]
     Linv = batched.tri_inverse(f.L11)                   # (G, k, k)
-    Minv = Linv.transpose(0, 2, 1) @ Linv
-    AL = A @ lam                                        # A_g Λ
-    W = Minv @ lam.T @ A                                # M⁻¹ΛᵀA
-    s = Cy - CX @ beta - (AL @ u[:, :, None])[..., 0]   # Z_gᵀ r_g
+    Minv = batched.matmul(Linv.transpose(0, 2, 1), Linv)
+    AL = (A.reshape(G * k, k) @ lam).reshape(G, k, k)   # A_g Λ, one tall product
+    s = Cy - (beta @ C[:p].reshape(p, G * k)).reshape(G, k) - batched.matvec(AL, u)   # Z_gᵀ r_g
     D = model.terms[0].dlam(theta)
-    g_logdet = 2 * np.einsum("iab,ba->i", D, W.sum(axis=0))
-    g_r2 = -2 * np.einsum("iab,ab->i", D, np.einsum("ga,gb->ab", s, u))
+    W = batched.sum_outer(Minv, AL)                     # Σ_g M_g⁻¹ΛᵀA_g
+    g_logdet = 2 * np.einsum("iab,ba->i", D, W)
+    g_r2 = -2 * np.einsum("iab,ab->i", D, s.T @ u)
     g_logx = np.zeros(len(theta))
     if model.reml and p:
         RX = f.L22[model.q_rest:-1, model.q_rest:-1]
         Sinv = np.linalg.inv(RX @ RX.T)
-        B = lam.T @ CX                                  # (G, k, p) = ΛᵀZ_gᵀX
-        MB = Minv @ B                                   # M⁻¹B
-        K = CX @ Sinv @ MB.transpose(0, 2, 1)           # Z_gᵀX S⁻¹ Bᵀ M⁻¹
-        N = MB @ Sinv @ MB.transpose(0, 2, 1)
-        g_logx = -2 * np.einsum("iab,ab->i", D, (K - AL @ N).sum(axis=0))
+        B = np.tensordot(CX, lam, axes=(1, 0)).transpose(0, 2, 1)     # (G, k, p) = ΛᵀZ_gᵀX
+        MB = batched.matmul(Minv, B)                                   # M⁻¹B
+        MBS = (MB.reshape(G * k, p) @ Sinv).reshape(G, k, p)           # M⁻¹B S⁻¹
+        K = batched.sum_outer(CX, MBS)                                 # Σ_g Z_gᵀX S⁻¹ Bᵀ M⁻¹
+        ALN = batched.sum_outer(batched.matmul(AL, MB), MBS)           # Σ_g A_gΛ N_g
+        g_logx = -2 * np.einsum("iab,ab->i", D, K - ALN)
     return g_logdet, g_logx, g_r2
 
 

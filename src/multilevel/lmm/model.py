@@ -269,7 +269,7 @@ class LinearMixedModel:
         if info:
             raise np.linalg.LinAlgError("the penalized system is not positive definite")
         d22 = np.diag(L22)
-        log_l11 = np.log(np.diagonal(L11, axis1=1, axis2=2)).sum(axis=1)
+        log_l11 = batched.log_det_tri(L11)
         if self._group_w is not None:  # cluster weights: Σ_j w_j log|L_j|²
             log_l11 = log_l11 * self._group_w
         log_det_z = 2 * log_l11.sum() + 2 * np.log(d22[:self.q_rest]).sum()
@@ -389,7 +389,7 @@ class LinearMixedModel:
             rhs1 = rhs1 - f.L21Z.T @ x2[:self.q_rest]
         G, k, _ = f.L11.shape
         Linv = batched.tri_inverse(f.L11)
-        u1 = np.einsum("gba,gb->ga", Linv, rhs1.reshape(G, k))   # L₁₁⁻ᵀ rhs per group
+        u1 = batched.matvec(Linv.transpose(0, 2, 1), rhs1.reshape(G, k))   # L₁₁⁻ᵀ rhs per group
         return x2, u1
 
     def vcov_beta(self, f: Factor, sigma2: float) -> np.ndarray:

@@ -129,7 +129,7 @@ class Nesting:
             k = lam.shape[0]
             M = Q[:, :k, :k] + np.eye(k)
             L = np.sqrt(M) if k == 1 else batched.cholesky(M)
-            acc = acc + 2 * np.log(np.diagonal(L, axis1=1, axis2=2)).sum(axis=1)
+            acc = acc + 2 * batched.log_det_tri(L)
             C = batched.tri_inverse(L) @ Q[:, :k, k:]
             S = Q[:, k:, k:] - C.transpose(0, 2, 1) @ C
             factors.append((L, C))
