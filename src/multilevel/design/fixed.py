@@ -73,15 +73,17 @@ def build(formula: str, constant: bool, frame: pd.DataFrame) -> FixedTerm:
         X, cols = _cons_last(np.asarray(mm, dtype=float), [stata_name(c) for c in mm.columns])
     keep = _independent_columns(X, prefer_last=constant)
     omitted = tuple(c for c, k in zip(cols, keep) if not k)
-    return FixedTerm(X[:, keep], tuple(c for c, k in zip(cols, keep) if k), omitted, model_spec, tuple(cols))
+    return FixedTerm(X if keep.all() else X[:, keep], tuple(c for c, k in zip(cols, keep) if k), omitted,
+                     model_spec, tuple(cols))
 
 
 _PLAIN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def _plain_columns(columns: list[np.ndarray], constant: bool, n: int) -> np.ndarray:
-    """The n×p matrix of the given columns, then a column of ones with a constant."""
-    X = np.empty((n, len(columns) + constant))
+    """The n×p matrix of the given columns, then a column of ones with a constant (column-major:
+    each column is one contiguous copy)."""
+    X = np.empty((n, len(columns) + constant), order="F")
     for j, values in enumerate(columns):
         X[:, j] = values
     if constant:

@@ -10,7 +10,7 @@ from ..inference.information import covariance_se, delta_vcov, natural_fit
 from ..inference.results import EquationResult, FixedEffects, MixedResults
 from ..inference.tests import lr_vs_linear, ols_loglik, wald_fixed
 from ..optimize import OptSummary, minimize, minimize_scalar_with_gradient, minimize_with_gradient
-from . import gradient
+from . import gradient, scalar_term
 from .model import LinearMixedModel, equation_blocks
 from .pseudolikelihood import make_model
 
@@ -25,6 +25,8 @@ def optimize(model: LinearMixedModel, backend: str = "auto", start: np.ndarray |
     x0 = model.theta_start() if start is None else np.clip(np.asarray(start, dtype=float), lower, upper)
     if backend == "auto" and gradient.available(model):
         fg = lambda th: _value_and_gradient(model, th)  # noqa: E731
+        if scalar_term.applies(model):
+            fg = scalar_term.criterion(model).value_and_gradient
         if model.n_theta == 1:
             opt = minimize_scalar_with_gradient(fg, x0[0], lower[0], upper[0])
         else:

@@ -19,7 +19,7 @@ import numpy as np
 from scipy import sparse
 
 from ..linalg import batched
-from . import markov_gradient
+from . import markov_gradient, scalar_term
 from .model import Factor, LinearMixedModel
 
 
@@ -54,10 +54,6 @@ def _pieces_one(model: LinearMixedModel, f: Factor) -> tuple[np.ndarray, np.ndar
     CX, Cy = C[:p].transpose(1, 2, 0), C[p]             # (G, k, p), (G, k)
     x2, u = model.spherical(f)
     beta = x2[model.q_rest:]
-    if lam.shape == (1, 1) and not model.reml:          # a scalar term: the blocks are numbers
-        a, l2, d = A[:, 0, 0], f.L11[:, 0, 0] ** 2, model.terms[0].dlam(theta)[:, 0, 0]
-        s = Cy[:, 0] - CX[:, 0] @ beta - a * lam[0, 0] * u[:, 0]
-        return 2 * d * np.sum(lam[0, 0] * a / l2), np.zeros(1), -2 * d * np.dot(s, u[:, 0])
     G, k = A.shape[:2]
     Linv = batched.tri_inverse(f.L11)                   # (G, k, k)
     Minv = batched.matmul(Linv.transpose(0, 2, 1), Linv)
@@ -93,10 +89,13 @@ def loglik_gradient(model: LinearMixedModel, theta: np.ndarray, sigma2: float,
                     f: Factor | None = None) -> np.ndarray:
     """∇ of ℓ(θ, σ²) = −½[log|L_Z|² (+ log|R_X|²) + Σ log|R_j| + ν log 2πσ² + r²/σ²]
     (β profiled out; residual-structure parameters after θ); ``f``: the factor at θ, if known."""
-    f = model.factor(theta) if f is None else f
-    g_det, g_r2 = pieces(model, f)
+    if scalar_term.applies(model):
+        _, g_det, g_r2, pwrss = scalar_term.criterion(model).pieces(theta)
+    else:
+        f = model.factor(theta) if f is None else f
+        (g_det, g_r2), pwrss = pieces(model, f), f.pwrss
     d_theta = -0.5 * (g_det + g_r2 / sigma2)
-    d_sigma2 = -0.5 * (model.dof / sigma2 - f.pwrss / sigma2 ** 2)
+    d_sigma2 = -0.5 * (model.dof / sigma2 - pwrss / sigma2 ** 2)
     if model.residual is not None:
         d_theta = np.concatenate([d_theta, -0.5 * markov_gradient.phi_gradient(model, f, 1 / sigma2)])
     return np.append(d_theta, d_sigma2)

@@ -73,7 +73,7 @@ class LinearMixedModel:
             first = self.terms[0]
             self._group_w = np.zeros(first.n_groups)
             self._group_w[first.refs] = w.cluster
-        self._raw = self._weighted(self._centered(np.column_stack([self.design.X, self.design.y])))
+        self._raw = self._weighted(self._centered_data(design.X, design.y))
         self.raw_gram = self._raw.T @ self._raw  # [X y]ᵀ[X y] (centred), for the linear regression
         self._whitened_at: np.ndarray | None = None
         self._log_det_r = 0.0
@@ -126,7 +126,7 @@ class LinearMixedModel:
             zd = np.asarray(z_rest.T @ D)
             self.A22 = np.block([[(z_rest.T @ z_rest).toarray(), zd], [zd.T, D.T @ D]])
         else:
-            self.A22 = D.T @ D
+            self.A22 = self.raw_gram if D is self._raw else D.T @ D
 
     def _whiten(self, phi: np.ndarray) -> None:
         """Recompute the cross-products for residual parameters φ (cached)."""
@@ -159,15 +159,18 @@ class LinearMixedModel:
         and penalized RSS are the w_j-weighted sums of the clusters' (see design.weights)."""
         return A if self._sqrt_w is None else A * self._sqrt_w
 
-    def _centered(self, D: np.ndarray) -> np.ndarray:
-        """Center X and y around their means when X has ``_cons``.
+    def _centered_data(self, X: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """[X y] (column-major), centred around the means of its columns when X has ``_cons``.
 
         An equivalent reparametrization (X_c = X C with C unit triangular, so
         |R_X| and the deviance are unchanged) that avoids the cancellation in
         yᵀy − ...; :meth:`solve` and :meth:`vcov_beta` map back with C.
         """
+        D = data_matrix(X, y)
         means = self._set_centering(D.mean(axis=0))
-        return D - means if means is not None else D
+        if means is not None:
+            D -= means
+        return D
 
     def _set_centering(self, means: np.ndarray) -> np.ndarray | None:
         """C and the y shift for centring at ``means`` of [X y]; the means used (None: no constant)."""
@@ -399,9 +402,19 @@ class LinearMixedModel:
         return sigma2 * self._C @ inv.T @ inv @ self._C.T
 
 
+def data_matrix(X: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """[X y] in column-major order: every later pass over a column reads contiguous memory."""
+    D = np.empty((len(y), X.shape[1] + 1), order="F")
+    D[:, :-1] = X
+    D[:, -1] = y
+    return D
+
+
 def _tri_solve(L: np.ndarray, b: np.ndarray, transpose: bool = False) -> np.ndarray:
     """Solve L x = b (or Lᵀ x = b) for lower-triangular L with LAPACK's trtrs (scipy's
     solve_triangular wrapper costs ~0.2 ms per call, more than the fit of a small model)."""
+    if not len(L):  # nothing to solve (no fixed effects and no other terms); LAPACK rejects n = 0
+        return np.zeros_like(b, dtype=float)
     x, info = dtrtrs(np.asarray(L, order="F"), b, lower=1, trans=1 if transpose else 0)
     if info:
         raise np.linalg.LinAlgError("singular triangular factor")

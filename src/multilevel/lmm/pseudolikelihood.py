@@ -170,7 +170,7 @@ class PseudoLikelihoodModel(LinearMixedModel):
         *self._theta_slices, self.residual_slice = _offsets([t.n_params for t in self.terms] + [0])
         self.nesting = Nesting(design, self.terms)
         self.n_obs = design.n_effective
-        D = self._centered(np.column_stack([design.X, design.y]))
+        D = self._centered_data(design.X, design.y)
         total = design.weights.total
         self.raw_gram = (D * total[:, None]).T @ D
         self._A = self.nesting.gram(D)

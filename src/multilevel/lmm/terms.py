@@ -58,13 +58,13 @@ class RandomTerm:
             self._dlam = out
         return out
 
-    def zt_sparse(self, z: np.ndarray | None = None) -> sparse.csc_matrix:
-        """The n×q matrix Z of this term (``z`` replaces the term's values, e.g. whitened)."""
+    def zt_sparse(self, z: np.ndarray | None = None) -> sparse.csr_matrix:
+        """The n×q matrix Z of this term (``z`` replaces the term's values, e.g. whitened), built
+        row by row: row i holds z_i in the columns of its group (no sorting)."""
         z = self.z if z is None else z
         n = len(self.refs)
-        rows = np.repeat(np.arange(n), self.k)
         cols = (self.refs[:, None].astype(np.int64) * self.k + np.arange(self.k)).ravel()
-        return sparse.csc_matrix((z.ravel(), (rows, cols)), shape=(n, self.q))
+        return sparse.csr_matrix((z.ravel(), cols, np.arange(0, n * self.k + 1, self.k)), shape=(n, self.q))
 
     def block_gram(self, z: np.ndarray | None = None) -> np.ndarray:
         """ZᵀZ as (G, k, k) blocks: Σ_{i in g} z_i z_iᵀ."""
@@ -77,10 +77,13 @@ class RandomTerm:
         return out
 
     def cross_dense(self, D: np.ndarray, z: np.ndarray | None = None) -> np.ndarray:
-        """Dᵀ Z as (m, G, k): Σ_{i in g} D_i z_iᵀ, as one sparse product Zᵀ D (one pass over the
-        rows for all columns, rather than one per column and slope)."""
-        out = np.asarray(self.zt_sparse(z).T @ D).reshape(self.n_groups, self.k, D.shape[1])
-        return np.ascontiguousarray(out.transpose(2, 0, 1))
+        """Dᵀ Z as (m, G, k): Σ_{i in g} D_i z_iᵀ, one sparse product Zᵀ d per column d of D
+        (each a pass over contiguous memory when D is column-major)."""
+        Zt = self.zt_sparse(z).T
+        out = np.empty((D.shape[1], self.q))
+        for j in range(D.shape[1]):
+            out[j] = Zt @ D[:, j]
+        return out.reshape(D.shape[1], self.n_groups, self.k)
 
 
 def _slices(sizes: list[int]) -> list[slice]:
