@@ -120,10 +120,26 @@ def group_codes(frame: pd.DataFrame, key: tuple[str, ...]) -> tuple[np.ndarray, 
     if len(key) == 1:
         column = frame[key[0]]
         if isinstance(column.dtype, np.dtype) and column.dtype.kind in "biu":  # no missing values possible
-            uniques, codes = np.unique(column.to_numpy(), return_inverse=True)
+            uniques, codes = _integer_codes(column.to_numpy())
             return codes.astype(np.int32), tuple(uniques.tolist())
         codes, uniques = pd.factorize(column, sort=True)
         return codes.astype(np.int32), tuple(uniques)
     grouped = frame.groupby(list(key), sort=True)
     codes = grouped.ngroup().to_numpy().astype(np.int32)
     return codes, tuple(grouped.groups.keys())
+
+
+def _integer_codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted distinct values and each value's position among them (``np.unique`` with
+    ``return_inverse``); by counting when the values span a range not much wider than their
+    number (ids 1..G: one pass instead of a sort)."""
+    if len(values) == 0 or values.dtype.kind == "b":
+        return np.unique(values, return_inverse=True)
+    lo, hi = int(values.min()), int(values.max())
+    if hi - lo >= 4 * len(values) + 1024:
+        return np.unique(values, return_inverse=True)
+    shifted = values - lo if lo else values
+    present = np.zeros(hi - lo + 1, dtype=bool)
+    present[shifted] = True
+    rank = np.cumsum(present) - 1
+    return (np.flatnonzero(present) + lo).astype(values.dtype), rank[shifted]

@@ -118,8 +118,7 @@ class LinearMixedModel:
             self.A11, self.A21D, self.A22 = np.zeros((0, 0, 0)), np.zeros((D.shape[1], 0, 0)), D.T @ D
             return
         first, rest = self.terms[0], self.terms[1:]
-        self.A11 = first.block_gram(zs[0])
-        self.A21D = first.cross_dense(D, zs[0])  # (p+1, G1, k1): [X y]ᵀ Z₁ by group
+        self.A11, self.A21D = first.cross_products(D, zs[0])  # Z₁ᵀZ₁ (G1, k1, k1), [X y]ᵀZ₁ (p+1, G1, k1)
         if rest:
             z_rest = sparse.hstack([t.zt_sparse(z) for t, z in zip(rest, zs[1:])]).tocsc()
             self.A21Z = (z_rest.T @ first.zt_sparse(zs[0])).tocsr()

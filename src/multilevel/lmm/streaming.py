@@ -130,8 +130,9 @@ def _second_pass(clean, spec, fixed_vars, slopes, re_constant, group, labels, te
                             + ([np.ones(len(part))] if re_constant else []))
         eq = ReEquation(0, "", (), codes, tuple(labels), z, (), "independent")
         piece = RandomTerm([eq])
-        acc["A11"] += piece.block_gram()
-        acc["A21D"] += piece.cross_dense(D)
+        A11, A21D = piece.cross_products(D)
+        acc["A11"] += A11
+        acc["A21D"] += A21D
         acc["A22"] += D.T @ D
         acc["counts"] += np.bincount(codes, minlength=G)
     return acc

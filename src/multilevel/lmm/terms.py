@@ -63,27 +63,36 @@ class RandomTerm:
         row by row: row i holds z_i in the columns of its group (no sorting)."""
         z = self.z if z is None else z
         n = len(self.refs)
-        cols = (self.refs[:, None].astype(np.int64) * self.k + np.arange(self.k)).ravel()
-        return sparse.csr_matrix((z.ravel(), cols, np.arange(0, n * self.k + 1, self.k)), shape=(n, self.q))
+        index = np.int32 if n * self.k < 2 ** 31 and self.q < 2 ** 31 else np.int64   # scipy's own choice
+        cols = (self.refs[:, None].astype(index) * self.k + np.arange(self.k, dtype=index)).ravel()
+        return sparse.csr_matrix((z.ravel(), cols, np.arange(0, n * self.k + 1, self.k, dtype=index)),
+                                 shape=(n, self.q))
 
-    def block_gram(self, z: np.ndarray | None = None) -> np.ndarray:
-        """ZᵀZ as (G, k, k) blocks: Σ_{i in g} z_i z_iᵀ."""
+    def _refs_intp(self) -> np.ndarray:
+        """The group codes as the index type ``bincount`` takes without converting (cached)."""
+        cached = self.__dict__.get("_refs_as_intp")
+        if cached is None:
+            cached = self._refs_as_intp = self.refs.astype(np.intp)
+        return cached
+
+    def cross_products(self, D: np.ndarray, z: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """ZᵀZ as (G, k, k) blocks Σ_{i∈g} z_i z_iᵀ and DᵀZ as (m, G, k) Σ_{i∈g} D_i z_iᵀ, in one pass
+        per column c of [D z]: the group sums of c z_a — for a scalar term by ``bincount``, else
+        as the sparse product Zᵀc with Z built once (contiguous when D is column-major)."""
         z = self.z if z is None else z
-        out = np.empty((self.n_groups, self.k, self.k))
-        for a in range(self.k):
-            for b in range(a, self.k):
-                s = np.bincount(self.refs, weights=z[:, a] * z[:, b], minlength=self.n_groups)
-                out[:, a, b] = out[:, b, a] = s
-        return out
-
-    def cross_dense(self, D: np.ndarray, z: np.ndarray | None = None) -> np.ndarray:
-        """Dᵀ Z as (m, G, k): Σ_{i in g} D_i z_iᵀ, one sparse product Zᵀ d per column d of D
-        (each a pass over contiguous memory when D is column-major)."""
-        Zt = self.zt_sparse(z).T
-        out = np.empty((D.shape[1], self.q))
-        for j in range(D.shape[1]):
-            out[j] = Zt @ D[:, j]
-        return out.reshape(D.shape[1], self.n_groups, self.k)
+        m, G, k = D.shape[1], self.n_groups, self.k
+        columns = [D[:, j] for j in range(m)] + [z[:, b] for b in range(k)]
+        sums = np.empty((m + k, G * k))
+        if k == 1:
+            refs = self._refs_intp()
+            for c, col in enumerate(columns):
+                sums[c] = np.bincount(refs, weights=col * z[:, 0], minlength=G)
+        else:
+            Zt = self.zt_sparse(z).T
+            for c, col in enumerate(columns):
+                sums[c] = Zt @ col
+        sums = sums.reshape(m + k, G, k)
+        return np.ascontiguousarray(sums[m:].transpose(1, 2, 0)), sums[:m]
 
 
 def _slices(sizes: list[int]) -> list[slice]:
