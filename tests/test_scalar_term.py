@@ -51,3 +51,20 @@ def test_model_without_fixed_effects_matches_lme4():
     assert d["loglik"] == pytest.approx(ref["loglik"], abs=1e-6)
     assert d["random"][0]["cov"][0][0] == pytest.approx(ref["var_id"], rel=1e-6)
     assert d["residual"]["var"] == pytest.approx(ref["var_residual"], rel=1e-6)
+
+
+@pytest.mark.parametrize("cmd", COMMANDS[:5])
+@pytest.mark.parametrize("theta", [0.3, 1.8])
+def test_hessian_matches_differences_of_the_gradient(cmd, theta):
+    spec = parse(cmd)
+    model = make_model(_design.build(spec, PIG), reml=spec.method == "reml")
+    crit = scalar_term.criterion(model)
+    sigma2 = 300.0 if "nocons" in cmd and "week" not in cmd else 4.0
+    psi = np.array([theta, sigma2])
+    H = crit.loglik_hessian(psi[:1], sigma2)
+    for j, h in enumerate([1e-6, 1e-6 * sigma2]):
+        e = np.zeros(2)
+        e[j] = h
+        up, dn = psi + e, psi - e
+        col = (gradient.loglik_gradient(model, up[:1], up[1]) - gradient.loglik_gradient(model, dn[:1], dn[1])) / (2 * h)
+        np.testing.assert_allclose(H[:, j], col, rtol=1e-5, atol=1e-7 * np.abs(H).max())

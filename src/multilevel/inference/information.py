@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..covariance.structures import Identity, Independent
-from ..lmm import gradient
+from ..lmm import gradient, scalar_term
 from ..lmm.model import Factor, LinearMixedModel, equation_blocks
 
 _SCALE_ONLY = (Identity, Independent)  # Σ diagonal: θ_i = σ_i/σ = exp(φ_i − φ_e)
@@ -149,6 +149,9 @@ def _hessian_from_gradient(model: LinearMixedModel, phi: np.ndarray, theta: np.n
     h = 1e-4 if model.residual is not None else 1e-5  # wider when the gradient is partly differenced
     g0 = gradient.loglik_gradient(model, theta, sigma2, f)
     J = _jacobian(model, phi)
+    if scalar_term.applies(model):  # a lone scalar term: ∂g/∂φ = H_ψ J in closed form
+        dg = scalar_term.criterion(model).loglik_hessian(theta, sigma2) @ J
+        return _chain_curvature(model, phi, theta, sigma2, g0, J.T @ dg, h)
     dg = np.empty((len(g0), n))
     sigma_column = model.residual is None and model.n_theta == n - 1
     for j in range(n - 1 if sigma_column else n):
@@ -158,10 +161,15 @@ def _hessian_from_gradient(model: LinearMixedModel, phi: np.ndarray, theta: np.n
         dg[:, j] = (gradient.loglik_gradient(model, t_up, s_up) - gradient.loglik_gradient(model, t_dn, s_dn)) / (2 * h)
     if sigma_column:
         dg[:, -1] = _sigma_column(model, dg[:, :-1], J, sigma2, f.pwrss)
-    H = J.T @ dg
+    return _chain_curvature(model, phi, theta, sigma2, g0, J.T @ dg, h)
+
+
+def _chain_curvature(model: LinearMixedModel, phi: np.ndarray, theta: np.ndarray, sigma2: float,
+                     g0: np.ndarray, H: np.ndarray, h: float) -> np.ndarray:
+    """JᵀH_ψJ plus the curvature of the map φ ↦ ψ, Σ_i g_i ∇²ψ_i, when g is not zero; symmetrized."""
     if np.max(np.abs(g0 * np.append(theta, sigma2))) > 1e-8:  # not at a stationary point
-        for j in range(n):
-            e = np.zeros(n)
+        for j in range(len(phi)):
+            e = np.zeros(len(phi))
             e[j] = h
             H[:, j] += (_jacobian(model, phi + e) - _jacobian(model, phi - e)).T @ g0 / (2 * h)
     return (H + H.T) / 2

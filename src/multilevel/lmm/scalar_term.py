@@ -53,8 +53,9 @@ class ScalarCriterion:
         self.p, self.nu, self.reml = model.p, model.dof, model.reml
         self.linear = all(s.linear for s in self.term.structures)  # λ = (∂λ/∂θ) θ
 
-    def pieces(self, theta: np.ndarray) -> tuple[float, float, float, float] | None:
-        """(profiled deviance, ∂ log|L_Z|² [+ ∂ log|R_X|²], ∂ r², r²) at θ; None if M is singular."""
+    def _at(self, theta: np.ndarray):
+        """λ, ∂λ/∂θ, ℓ_g², the Cholesky factor R of M and the groups' residual sums e_g at θ
+        (None if M is singular)."""
         dlam = self.term.dlam(theta)[0, 0, 0]
         lam = dlam * theta[0] if self.linear else self.term.lam(theta)[0, 0]
         l2 = lam * lam * self.n_g + 1.0
@@ -63,18 +64,55 @@ class ScalarCriterion:
         if info:
             return None
         p = self.p
+        beta = dtrtrs(R[:p, :p], R[p, :p], lower=1, trans=1)[0] if p else np.zeros(0)
+        return lam, dlam, l2, R, self.C[:, p] - beta @ self.CX_T
+
+    def pieces(self, theta: np.ndarray) -> tuple[float, float, float, float] | None:
+        """(profiled deviance, ∂ log|L_Z|² [+ ∂ log|R_X|²], ∂ r², r²) at θ; None if M is singular."""
+        at = self._at(theta)
+        if at is None:
+            return None
+        lam, dlam, l2, R, e = at
+        p = self.p
         r2 = R[p, p] ** 2
-        RX = R[:p, :p]
-        beta = dtrtrs(RX, R[p, :p], lower=1, trans=1)[0] if p else np.zeros(0)
-        e = self.C[:, p] - beta @ self.CX_T
         wp = 2 * lam / (l2 * l2)
         g_det = 2 * lam * (self.n_g / l2).sum()
         deviance = np.log(l2).sum() + self.nu * (1 + math.log(2 * math.pi * r2 / self.nu))
         if self.reml and p:
-            V = dtrtrs(RX, self.CX_T, lower=1)[0]
+            V = dtrtrs(R[:p, :p], self.CX_T, lower=1)[0]
             g_det -= wp @ (V * V).sum(axis=0)
             deviance += 2 * np.log(R.diagonal()[:p]).sum()
         return deviance, dlam * g_det, -dlam * (wp @ (e * e)), r2
+
+    def loglik_hessian(self, theta: np.ndarray, sigma2: float) -> np.ndarray:
+        """∂²ℓ/∂ψ∂ψᵀ for ψ = (θ, σ²) and ℓ = −½[log|L_Z|² (+ log|R_X|²) + ν log 2πσ² + r²/σ²].
+
+        With w''_g = 2/ℓ_g⁴ − 8λ²n_g/ℓ_g⁶, V = R_X⁻¹C_Xᵀ and the envelope theorem once more
+        (∂β̂/∂λ = M_XX⁻¹(∂M·e)_X):  ∂² log|L_Z|² = Σ 2n_g(1 − λ²n_g)/ℓ_g⁴,
+        ∂² r² = −Σ w''_g e_g² − 2‖R_X⁻¹C_Xᵀ(w'∘e)‖²,
+        ∂² log|R_X|² = −Σ w''_g ‖v_g‖² − ‖V diag(w') Vᵀ‖²_F  (each times (∂λ/∂θ)², λ linear in θ).
+        """
+        lam, dlam, l2, R, e = self._at(theta)
+        p, n = self.p, self.n_g
+        r2 = R[p, p] ** 2
+        wp = 2 * lam / (l2 * l2)
+        wpp = 2 / (l2 * l2) - 8 * lam * lam * n / (l2 ** 3)
+        d_det = (2 * lam * n / l2).sum()
+        dd_det = (2 * n * (1 - lam * lam * n) / (l2 * l2)).sum()
+        d_r2 = -(wp @ (e * e))
+        dd_r2 = -(wpp @ (e * e))
+        if p:
+            RX = R[:p, :p]
+            dd_r2 -= 2 * np.sum(dtrtrs(RX, self.CX_T @ (wp * e), lower=1)[0] ** 2)
+            if self.reml:
+                V = dtrtrs(RX, self.CX_T, lower=1)[0]
+                q = (V * V).sum(axis=0)
+                d_det -= wp @ q
+                dd_det -= wpp @ q + np.sum(((V * wp) @ V.T) ** 2)
+        h_tt = -0.5 * (dd_det + dd_r2 / sigma2) * dlam ** 2
+        h_ts = 0.5 * d_r2 * dlam / sigma2 ** 2
+        h_ss = 0.5 * self.nu / sigma2 ** 2 - r2 / sigma2 ** 3
+        return np.array([[h_tt, h_ts], [h_ts, h_ss]])
 
     def value_and_gradient(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
         """The profiled deviance and its derivative, for the optimizer (∞ where M is singular)."""
