@@ -24,13 +24,14 @@ def test_matches_general_factor_and_gradient(cmd, theta):
     crit = scalar_term.criterion(model)
     th = np.array([theta])
     f = model.factor(th)
-    value, grad = crit.value_and_gradient(th)
+    value, grad, curvature = crit.value_gradient_curvature(th)
     assert value == pytest.approx(model.deviance(f), rel=1e-10)
     assert grad[0] == pytest.approx(gradient.deviance_gradient(model, f)[0], rel=1e-8, abs=1e-8)
     h = 1e-5
-    diff = (crit.value_and_gradient(th + h)[0] - crit.value_and_gradient(th - h)[0]) / (2 * h)
+    up, dn = crit.value_gradient_curvature(th + h), crit.value_gradient_curvature(th - h)
     if theta > 0:
-        assert grad[0] == pytest.approx(diff, rel=1e-5, abs=1e-5)
+        assert grad[0] == pytest.approx((up[0] - dn[0]) / (2 * h), rel=1e-5, abs=1e-5)
+    assert curvature == pytest.approx((up[1][0] - dn[1][0]) / (2 * h), rel=1e-5, abs=1e-5)
 
 
 def test_not_used_beyond_its_case():

@@ -26,7 +26,7 @@ def optimize(model: LinearMixedModel, backend: str = "auto", start: np.ndarray |
     if backend == "auto" and gradient.available(model):
         fg = lambda th: _value_and_gradient(model, th)  # noqa: E731
         if scalar_term.applies(model):
-            fg = scalar_term.criterion(model).value_and_gradient
+            fg = scalar_term.criterion(model).value_gradient_curvature
         if model.n_theta == 1:
             opt = minimize_scalar_with_gradient(fg, x0[0], lower[0], upper[0])
         else:

@@ -67,22 +67,42 @@ class ScalarCriterion:
         beta = dtrtrs(R[:p, :p], R[p, :p], lower=1, trans=1)[0] if p else np.zeros(0)
         return lam, dlam, l2, R, self.C[:, p] - beta @ self.CX_T
 
-    def pieces(self, theta: np.ndarray) -> tuple[float, float, float, float] | None:
-        """(profiled deviance, ∂ log|L_Z|² [+ ∂ log|R_X|²], ∂ r², r²) at θ; None if M is singular."""
+    def _derivatives(self, theta: np.ndarray, second: bool):
+        """(deviance, ∂λ/∂θ, r², ∂ log|L_Z|² [+ ∂ log|R_X|²], ∂ r²[, their second derivatives]) in λ
+        (module docstring; the second derivatives in :meth:`loglik_hessian`'s); None if M is singular."""
         at = self._at(theta)
         if at is None:
             return None
         lam, dlam, l2, R, e = at
-        p = self.p
+        p, n = self.p, self.n_g
         r2 = R[p, p] ** 2
         wp = 2 * lam / (l2 * l2)
-        g_det = 2 * lam * (self.n_g / l2).sum()
+        d_det = 2 * lam * (n / l2).sum()
+        d_r2 = -(wp @ (e * e))
         deviance = np.log(l2).sum() + self.nu * (1 + math.log(2 * math.pi * r2 / self.nu))
+        if second:
+            wpp = 2 / (l2 * l2) - 8 * lam * lam * n / (l2 ** 3)
+            dd_det = (2 * n * (1 - lam * lam * n) / (l2 * l2)).sum()
+            dd_r2 = -(wpp @ (e * e))
+            if p:
+                dd_r2 -= 2 * np.sum(dtrtrs(R[:p, :p], self.CX_T @ (wp * e), lower=1)[0] ** 2)
         if self.reml and p:
             V = dtrtrs(R[:p, :p], self.CX_T, lower=1)[0]
-            g_det -= wp @ (V * V).sum(axis=0)
+            q = (V * V).sum(axis=0)
+            d_det -= wp @ q
             deviance += 2 * np.log(R.diagonal()[:p]).sum()
-        return deviance, dlam * g_det, -dlam * (wp @ (e * e)), r2
+            if second:
+                dd_det -= wpp @ q + np.sum(((V * wp) @ V.T) ** 2)
+        first = (deviance, dlam, r2, d_det, d_r2)
+        return first + (dd_det, dd_r2) if second else first
+
+    def pieces(self, theta: np.ndarray) -> tuple[float, float, float, float] | None:
+        """(profiled deviance, ∂ log|L_Z|² [+ ∂ log|R_X|²], ∂ r², r²) at θ; None if M is singular."""
+        out = self._derivatives(theta, second=False)
+        if out is None:
+            return None
+        deviance, dlam, r2, d_det, d_r2 = out
+        return deviance, dlam * d_det, dlam * d_r2, r2
 
     def loglik_hessian(self, theta: np.ndarray, sigma2: float) -> np.ndarray:
         """∂²ℓ/∂ψ∂ψᵀ for ψ = (θ, σ²) and ℓ = −½[log|L_Z|² (+ log|R_X|²) + ν log 2πσ² + r²/σ²].
@@ -92,32 +112,18 @@ class ScalarCriterion:
         ∂² r² = −Σ w''_g e_g² − 2‖R_X⁻¹C_Xᵀ(w'∘e)‖²,
         ∂² log|R_X|² = −Σ w''_g ‖v_g‖² − ‖V diag(w') Vᵀ‖²_F  (each times (∂λ/∂θ)², λ linear in θ).
         """
-        lam, dlam, l2, R, e = self._at(theta)
-        p, n = self.p, self.n_g
-        r2 = R[p, p] ** 2
-        wp = 2 * lam / (l2 * l2)
-        wpp = 2 / (l2 * l2) - 8 * lam * lam * n / (l2 ** 3)
-        d_det = (2 * lam * n / l2).sum()
-        dd_det = (2 * n * (1 - lam * lam * n) / (l2 * l2)).sum()
-        d_r2 = -(wp @ (e * e))
-        dd_r2 = -(wpp @ (e * e))
-        if p:
-            RX = R[:p, :p]
-            dd_r2 -= 2 * np.sum(dtrtrs(RX, self.CX_T @ (wp * e), lower=1)[0] ** 2)
-            if self.reml:
-                V = dtrtrs(RX, self.CX_T, lower=1)[0]
-                q = (V * V).sum(axis=0)
-                d_det -= wp @ q
-                dd_det -= wpp @ q + np.sum(((V * wp) @ V.T) ** 2)
+        _, dlam, r2, _, d_r2, dd_det, dd_r2 = self._derivatives(theta, second=True)
         h_tt = -0.5 * (dd_det + dd_r2 / sigma2) * dlam ** 2
         h_ts = 0.5 * d_r2 * dlam / sigma2 ** 2
         h_ss = 0.5 * self.nu / sigma2 ** 2 - r2 / sigma2 ** 3
         return np.array([[h_tt, h_ts], [h_ts, h_ss]])
 
-    def value_and_gradient(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
-        """The profiled deviance and its derivative, for the optimizer (∞ where M is singular)."""
-        out = self.pieces(theta)
+    def value_gradient_curvature(self, theta: np.ndarray) -> tuple[float, np.ndarray, float]:
+        """The profiled deviance d = log|L_Z|² [+ log|R_X|²] + ν(1 + log 2πr²/ν), d' and d'' in θ
+        (d'' = ∂² log|… | + ν(∂²r²/r² − (∂r²/r²)²)), for Newton steps; ∞ where M is singular."""
+        out = self._derivatives(theta, second=True)
         if out is None:
-            return np.inf, np.zeros(1)
-        deviance, g_det, g_r2, r2 = out
-        return deviance, np.array([g_det + self.nu * g_r2 / r2])
+            return np.inf, np.zeros(1), np.nan
+        deviance, dlam, r2, d_det, d_r2, dd_det, dd_r2 = out
+        curvature = dlam ** 2 * (dd_det + self.nu * (dd_r2 / r2 - (d_r2 / r2) ** 2))
+        return deviance, np.array([dlam * (d_det + self.nu * d_r2 / r2)]), curvature
