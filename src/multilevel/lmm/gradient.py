@@ -55,7 +55,7 @@ def _pieces_one(model: LinearMixedModel, f: Factor) -> tuple[np.ndarray, np.ndar
     x2, u = model.spherical(f)
     beta = x2[model.q_rest:]
     G, k = A.shape[:2]
-    Linv = batched.tri_inverse(f.L11)                   # (G, k, k)
+    Linv = f.l11_inverse()                              # (G, k, k)
     Minv = batched.matmul(Linv.transpose(0, 2, 1), Linv)
     AL = (A.reshape(G * k, k) @ lam).reshape(G, k, k)   # A_g Λ, one tall product
     s = Cy - (beta @ C[:p].reshape(p, G * k)).reshape(G, k) - batched.matvec(AL, u)   # Z_gᵀ r_g

@@ -35,11 +35,8 @@ def _sensitivities(model: LinearMixedModel, f: Factor, w_r2: float) -> tuple[np.
     x2, u = model.spherical(f)
     b = u @ lam.T                                        # b_g = Λ u_g
     c = np.append(-x2[model.q_rest:], 1.0)              # [X y] c = y − Xβ̂
-    B = (batched.tri_inverse(f.L11).reshape(G * k, k) @ lam.T).reshape(G, k, k)   # L_g⁻¹ Λᵀ
-    Q = np.empty((G, k, k))                             # Λ M_g⁻¹ Λᵀ = B_gᵀ B_g, entry by entry
-    for i in range(k):
-        for j in range(i, k):
-            Q[:, i, j] = Q[:, j, i] = np.einsum("ga,ga->g", B[:, :, i], B[:, :, j])
+    B = (f.l11_inverse().reshape(G * k, k) @ lam.T).reshape(G, k, k)   # L_g⁻¹ Λᵀ
+    Q = batched.matmul(B.transpose(0, 2, 1), B)          # Λ M_g⁻¹ Λᵀ = B_gᵀ B_g
     EC = np.multiply.outer(b, -2 * w_r2 * c).transpose(0, 2, 1)   # −2 w_r2 c b_gᵀ (G, md, k)
     E = np.concatenate([EC, Q + w_r2 * b[:, :, None] * b[:, None, :]], axis=1)
     E22 = w_r2 * np.outer(c, c)

@@ -16,7 +16,7 @@ L₂₂ squared is the penalized residual sum of squares r²(θ).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import sparse
@@ -41,6 +41,13 @@ class Factor:
     log_det_x: float         # log |R_X|²  (the fixed-effects part)
     pwrss: float             # r²(θ), penalized residual sum of squares
     log_det_r: float = 0.0   # Σ_j log |R_j| of a residual structure (0 for independent)
+    cache: dict = field(default_factory=dict, repr=False, compare=False)  # derived once per factor
+
+    def l11_inverse(self) -> np.ndarray:
+        """L₁₁⁻¹, block by block (computed once per factor: the solve and the gradients share it)."""
+        if "l11_inverse" not in self.cache:
+            self.cache["l11_inverse"] = batched.tri_inverse(self.L11)
+        return self.cache["l11_inverse"]
 
 
 class LinearMixedModel:
@@ -381,7 +388,12 @@ class LinearMixedModel:
 
     def spherical(self, f: Factor) -> tuple[np.ndarray, np.ndarray | None]:
         """Solution of Lᵀ [u; β] = ℓ in the model's own (centred) coordinates:
-        (the other terms' u and β, stacked) and the first term's u as (G, k)."""
+        (the other terms' u and β, stacked) and the first term's u as (G, k) (once per factor)."""
+        if "spherical" not in f.cache:
+            f.cache["spherical"] = self._spherical(f)
+        return f.cache["spherical"]
+
+    def _spherical(self, f: Factor) -> tuple[np.ndarray, np.ndarray | None]:
         L22 = f.L22
         x2 = _tri_solve(L22[:-1, :-1], L22[-1, :-1], transpose=True)
         if not self.terms:
@@ -390,7 +402,7 @@ class LinearMixedModel:
         if f.L21Z is not None:
             rhs1 = rhs1 - f.L21Z.T @ x2[:self.q_rest]
         G, k, _ = f.L11.shape
-        Linv = batched.tri_inverse(f.L11)
+        Linv = f.l11_inverse()
         u1 = batched.matvec(Linv.transpose(0, 2, 1), rhs1.reshape(G, k))   # L₁₁⁻ᵀ rhs per group
         return x2, u1
 

@@ -225,7 +225,9 @@ class MarkovStatistics:
         full, zcols = first * self.F[0], first * self.F[1]
         for (d, blocks, zc, count), w in zip(self.parts, weights):
             full = full + np.einsum("sl,slij->lij", w, blocks)
-            zcols = zcols + np.einsum("sg,sgck->gck", w[:, self.by_of_group], zc)
+            per_group = w[:, self.by_of_group] if self.n_levels > 1 else w[:, :1]
+            for s in range(len(w)):  # one multiply-add per statistic (einsum runs no faster kernel here)
+                zcols += per_group[s][:, None, None] * zc[s]
         return full, zcols
 
     def _weights(self, rho: np.ndarray) -> list[np.ndarray]:
@@ -261,7 +263,8 @@ class MarkovStatistics:
 
         def inner(blocks: np.ndarray, zc: np.ndarray) -> np.ndarray:
             """(⟨E22, ·⟩ + ⟨E, ·⟩) / scale per by() level, for stacked statistics (s, levels | G, ...)."""
-            per_group = np.einsum("gck,sgck->sg", E, zc)
+            Ef = E.reshape(len(E), -1)
+            per_group = [np.einsum("gi,gi->g", z.reshape(Ef.shape), Ef) for z in zc]
             per_level = np.stack([self._per_level(row) for row in per_group])
             return (np.einsum("ij,slij->sl", E22, blocks) + per_level) / scale
 
