@@ -35,7 +35,7 @@ def _load(dataset):
 def test_gradient_matches_differences(dataset, command):
     model = LinearMixedModel(build(parse(command), _load(dataset)), reml=" reml" in command)
     assert gradient.available(model)
-    theta = model.theta_start() * 0.7 + 0.1
+    theta = model.default_start() * 0.7 + 0.1
     _check(model, theta)
     if len(model.terms) > 1:  # the first parameter on its boundary (a singular Λ for a vector term)
         theta[0] = 0.0

@@ -201,15 +201,67 @@ class LinearMixedModel:
     def theta_start(self) -> np.ndarray:
         """Each structure's default start (θ = 1, as lme4), or the one-way ANOVA estimates when
         every term is a random intercept (:meth:`_anova_start`): always for a lone intercept,
-        and for several (crossed or nested) intercepts when their deviance is the lower."""
-        parts = [s.start() for t in self.terms for s in t.structures]
-        default = np.concatenate(parts + [self.residual.start() if self.residual else np.zeros(0)])
+        and for several (crossed or nested) intercepts when their deviance is the lower; for a
+        lone term with random slopes, the method-of-moments estimate (:meth:`_moment_start`)."""
+        default = self.default_start()
+        moments = self._moment_start(default)
+        if moments is not None:
+            return moments
         anova = self._anova_start()
         if anova is None:
             return default
         if len(anova) == 1 or self.objective(anova) < self.objective(default):
             return anova
         return default
+
+    def default_start(self) -> np.ndarray:
+        """Every structure's own start (θ = 1 for scales, as lme4), then the residual parameters'."""
+        parts = [s.start() for t in self.terms for s in t.structures]
+        return np.concatenate(parts + [self.residual.start() if self.residual else np.zeros(0)])
+
+    def _moment_start(self, default: np.ndarray) -> np.ndarray | None:
+        """θ₀ of a lone vector term (k ≥ 2, no weights; residual parameters at their default)
+        by the method of moments of Swamy (1970, Econometrica 38(2)) on the OLS residuals e:
+        per group b̂_g = A_g⁻¹s_g (A_g = Z_gᵀZ_g, s_g = Z_gᵀe), σ̂² = (RSS − Σ s_gᵀb̂_g)/(n − p − kG),
+        Σ̂_b = Σ b̂_g b̂_gᵀ/G − σ̂² mean(A_g⁻¹), its eigenvalues floored at 1% of the largest;
+        θ₀ from Σ̂_b/σ̂² (each structure's ``from_sigma``).  Groups with a near-singular A_g
+        (fewer rows than k) are left out.  From the cross-products only."""
+        if len(self.terms) != 1 or self.terms[0].k < 2 or self._group_w is not None \
+                or self.design.weights is not None or (self.residual is not None and self._markov is None):
+            return None
+        if self.residual is not None:
+            self._whiten(default[self.residual_slice])
+        term, p, gram = self.terms[0], self.p, self.A22
+        A, k = self.A11, self.terms[0].k
+        scale = np.einsum("gii->g", A) / k + 1e-300
+        try:
+            L = batched.cholesky(A + 1e-10 * scale[:, None, None] * np.eye(k))
+        except np.linalg.LinAlgError:  # a group whose z columns are all zero
+            return None
+        keep = np.all(np.diagonal(L, axis1=1, axis2=2) ** 2 > 1e-8 * scale[:, None], axis=1)
+        G = int(keep.sum())
+        try:
+            beta = np.linalg.solve(gram[:p, :p], gram[:p, p]) if p else np.zeros(0)
+        except np.linalg.LinAlgError:
+            return None
+        dof = self.n_obs - p - k * G
+        if G < 2 * k or dof <= 0:
+            return None
+        s_g = (self.A21D[p] - (beta @ self.A21D[:p].reshape(p, -1)).reshape(self.A21D.shape[1:]))[keep]
+        Linv = batched.tri_inverse(L[keep])
+        A_inv = batched.matmul(Linv.transpose(0, 2, 1), Linv)
+        b = batched.matvec(A_inv, s_g)
+        sigma2 = (gram[p, p] - beta @ gram[:p, p] - np.sum(s_g * b)) / dof
+        if not sigma2 > 0:
+            return None
+        cov = b.T @ b / G - sigma2 * A_inv.mean(axis=0)
+        w, V = np.linalg.eigh((cov + cov.T) / 2)
+        w = np.maximum(w, 0.01 * max(w.max(), 1e-12 * sigma2))
+        rel = (V * w) @ V.T / sigma2
+        theta = [st.from_sigma(rel[cs, cs]) for st, cs in zip(term.structures, term.col_slices)]
+        out = np.concatenate(theta + [default[self.residual_slice]])
+        lower, upper = self.theta_bounds()
+        return np.clip(out, lower, upper)
 
     def _anova_start(self) -> np.ndarray | None:
         """θ₀,t = σ̂_b,t/σ̂_w,t from the one-way ANOVA of the OLS residuals on each term's groups,
