@@ -125,9 +125,12 @@ def _pieces_multi(model: LinearMixedModel, f: Factor) -> tuple[np.ndarray, np.nd
     x2, u1 = model.spherical(f)
     first, G1, k1 = model.terms[0], *f.L11.shape[:2]
     Linv = batched.tri_inverse(f.L11)                                   # (G, k, k)
-    Y = _first_term_columns(model, f, Linv, q)                          # Ỹ, (q, G·k)
-    B = [(Linv.transpose(0, 2, 1) @ Linv).sum(axis=0)
-         + np.array([[_trace_product(Y[:, a::k1], Y[:, b::k1], S) for b in range(k1)] for a in range(k1)])]
+    if model.schur_pattern() is not None:
+        B = [(Linv.transpose(0, 2, 1) @ Linv).sum(axis=0) + _scalar_first_trace(model, f, S, q)]
+    else:
+        Y = _first_term_columns(model, f, Linv, q)                      # Ỹ, (q, G·k)
+        B = [(Linv.transpose(0, 2, 1) @ Linv).sum(axis=0)
+             + np.array([[_trace_product(Y[:, a::k1], Y[:, b::k1], S) for b in range(k1)] for a in range(k1)])]
     U = [u1.T @ u1]
     for t, off in zip(model.terms[1:], model._rest_offsets):
         idx = off.start + np.arange(t.n_groups) * t.k
@@ -173,6 +176,17 @@ def _first_term_columns(model: LinearMixedModel, f: Factor, Linv: np.ndarray, q:
         return YZ
     YX = np.einsum("pga,gab->pgb", f.L21D[:model.p].reshape(model.p, G, k), Linv).reshape(model.p, G * k)
     return sparse.vstack([YZ, sparse.csc_matrix(YX)]).tocsc()
+
+
+def _scalar_first_trace(model: LinearMixedModel, f: Factor, S: np.ndarray, q: int) -> float:
+    """Σ_g Ỹ_gᵀ S Ỹ_g = tr(S ỸỸᵀ) when every term is scalar: Ỹ = Λ̃ A₂ diag(λ₁/L₁₁,g²) over the
+    rows of Ω, so ỸỸᵀ is on the Schur pattern (:mod:`.schur`) with w = λ₁²/L₁₁⁴."""
+    pattern = model.schur_pattern()
+    lams = model.lambdas(f.theta)
+    sc = model.scalar_scale(lams)
+    idx, r, c, mult = pattern.within(q)
+    K = pattern.values(lams[0][0, 0] ** 2 / f.L11[:, 0, 0] ** 4)[idx] * sc[r] * sc[c]
+    return float(np.dot(mult * K, S[r, c]))
 
 
 def _trace_product(Ya, Yb, S: np.ndarray) -> float:

@@ -25,6 +25,7 @@ from scipy.linalg.lapack import dpotrf, dtrtrs
 from ..design import Design
 from ..linalg import batched
 from .rside import MarkovStatistics, ResidualModel
+from .schur import SchurPattern
 from .terms import RandomTerm, make_terms
 
 
@@ -130,7 +131,7 @@ class LinearMixedModel:
             z_rest = sparse.hstack([t.zt_sparse(z) for t, z in zip(rest, zs[1:])]).tocsc()
             self.A21Z = (z_rest.T @ first.zt_sparse(zs[0])).tocsr()
             zd = np.asarray(z_rest.T @ D)
-            self.A22 = np.block([[(z_rest.T @ z_rest).toarray(), zd], [zd.T, D.T @ D]])
+            self.A22 = np.asfortranarray(np.block([[(z_rest.T @ z_rest).toarray(), zd], [zd.T, D.T @ D]]))
         else:
             self.A22 = self.raw_gram if D is self._raw else D.T @ D
 
@@ -264,13 +265,21 @@ class LinearMixedModel:
         L21D = batched.right_multiply(self.A21D, Tblk).reshape(md, G * k)
         if self.q_rest:
             L21Z = self._other_terms_rows(lams, Tblk)
-            M22 = self._scale_rest(self._scale_rest(self.A22, lams[1:]).T, lams[1:])
-            zd = np.asarray(L21Z @ L21D.T)
-            q = self.q_rest
-            M22[:q, :q] -= (L21Z @ L21Z.T).toarray()
-            M22[:q, q:] -= zd
-            M22[q:, :q] -= zd.T
-            M22[q:, q:] -= L21D @ L21D.T
+            pattern = self.schur_pattern()
+            if pattern is not None:  # scalar terms: the lower triangle on a pattern found once
+                M22 = self.A22.copy(order="F")
+                M22.ravel(order="F")[pattern.flat] -= pattern.values(Tblk.ravel() ** 2)
+                sc = self.scalar_scale(lams)
+                M22 *= sc
+                M22 *= sc[:, None]
+            else:
+                M22 = self._scale_rest(self._scale_rest(self.A22, lams[1:]).T, lams[1:])
+                zd = np.asarray(L21Z @ L21D.T)
+                q = self.q_rest
+                M22[:q, :q] -= (L21Z @ L21Z.T).toarray()
+                M22[:q, q:] -= zd
+                M22[q:, :q] -= zd.T
+                M22[q:, q:] -= L21D @ L21D.T
             M22[self._rest_diag, self._rest_diag] += 1.0
         else:
             L21Z, M22 = None, self.A22 - L21D @ L21D.T
@@ -309,6 +318,22 @@ class LinearMixedModel:
         T = sparse.csr_matrix((Tblk.ravel(), self._t_indices, self._t_indptr), shape=(G * k, G * k))
         lam_t = self._rest_lambda_t(lams[1:])
         return (lam_t[:self.q_rest, :self.q_rest] @ (A @ T)).tocsr()
+
+    def schur_pattern(self) -> SchurPattern | None:
+        """The pattern of L₂₁L₂₁ᵀ when every term is scalar and the cross-products are fixed (no
+        residual structure), and it is not much larger than the dense m × m block (cached)."""
+        if "_schur" in self.__dict__:
+            return self._schur
+        self._schur = None
+        if self.residual is None and self.A21Z is not None and all(t.k == 1 for t in self.terms):
+            A2 = sparse.vstack([self.A21Z, sparse.csr_matrix(self.A21D[:, :, 0])]).tocsc()
+            if SchurPattern.size(A2) <= 2 * self.m ** 2 + 10 ** 6:
+                self._schur = SchurPattern(A2)
+        return self._schur
+
+    def scalar_scale(self, lams: list[np.ndarray]) -> np.ndarray:
+        """The diagonal of Λ̃ (other terms' λ_t, then 1 on X and y) when every term is scalar."""
+        return np.concatenate([self._scalar_rest_scale(lams[1:]), np.ones(self.m - self.q_rest)])
 
     def _scale_rest(self, A: np.ndarray, lams: list[np.ndarray]) -> np.ndarray:
         """A Λ̃ for Λ̃ = blockdiag(I_G ⊗ Λ_t over the other terms, I): tall products per term

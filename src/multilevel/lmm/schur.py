@@ -1,0 +1,69 @@
+"""The Schur complement of a scalar first term, on a pattern computed once.
+
+When every random-effects term is scalar (random intercepts, the common crossed case, e.g.
+InstEval's students × lectures × departments), L₂₁ = Λ̃ A₂ T with T = diag(λ₁/L₁₁,g) and
+A₂ = [A₂₁; [X y]ᵀZ₁] the (m × G₁) cross-products of the other rows with the first term's
+groups, so the product that the blocked factorization subtracts is
+
+    L₂₁L₂₁ᵀ = Λ̃ (A₂ diag(w) A₂ᵀ) Λ̃,   w = T²,
+
+and the gradient needs the same product with w = (T/L₁₁)² (the first term's Ỹ Ỹᵀ).  Its entry
+(r, c) is Σ_g A_rg A_cg w_g over the groups g that both rows touch: a fixed linear map of w,
+stored once as a sparse matrix over the lower triangle's nonzero pairs (one row per pair, one
+column per group).  Each evaluation is then one sparse matrix–vector product with
+Σ_g (nonzeros in column g of A₂)² / 2 terms, instead of a sparse matrix product that finds the
+pattern again every time.
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy import sparse
+
+
+class SchurPattern:
+    """Pairs (r ≥ c) where A₂ diag(w) A₂ᵀ can be nonzero, and the map from w to its values.
+
+    ``rows``, ``cols``: the pairs; ``flat``: their positions r + c·m in a Fortran-ordered m × m
+    array (LAPACK's layout, so the dense block is updated in place and factored without a copy).
+    """
+
+    def __init__(self, A2: sparse.csc_matrix):
+        A2 = A2.tocsc()
+        A2.sort_indices()
+        m, G = A2.shape
+        n = np.diff(A2.indptr).astype(np.int64)
+        count = n * (n + 1) // 2                       # pairs j ≤ i within each column
+        k = np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count)
+        i = np.floor((np.sqrt(8.0 * k + 1) - 1) / 2).astype(np.int64)
+        i -= i * (i + 1) // 2 > k                      # guard the float square root
+        i += (i + 1) * (i + 2) // 2 <= k
+        start = np.repeat(A2.indptr[:-1].astype(np.int64), count)
+        a, b = start + i, start + k - i * (i + 1) // 2
+        flat = A2.indices[a] + A2.indices[b].astype(np.int64) * m   # sorted indices: row ≥ col
+        seen = np.zeros(m * m, dtype=bool)
+        seen[flat] = True
+        self.flat = np.flatnonzero(seen)
+        self.cols, self.rows = np.divmod(self.flat, m)
+        rank = np.cumsum(seen, dtype=np.int64) - 1
+        indptr = np.concatenate([[0], np.cumsum(count)])  # the pairs come group by group
+        self._map = sparse.csc_matrix((A2.data[a] * A2.data[b], rank[flat], indptr), shape=(len(self.flat), G))
+        self._within: dict = {}
+
+    @staticmethod
+    def size(A2: sparse.csc_matrix) -> int:
+        """Number of (group, pair) terms of the map: its memory and per-evaluation cost."""
+        n = np.diff(A2.tocsc().indptr).astype(np.int64)
+        return int(np.sum(n * (n + 1) // 2))
+
+    def values(self, w: np.ndarray) -> np.ndarray:
+        """A₂ diag(w) A₂ᵀ at the pairs."""
+        return self._map @ w
+
+    def within(self, q: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The pairs inside the leading q × q block: (their index among the pairs, rows, cols,
+        multiplicity 1 on the diagonal and 2 off it, as in a sum over the whole block) (cached)."""
+        if q not in self._within:
+            idx = np.flatnonzero(self.rows < q)
+            r, c = self.rows[idx], self.cols[idx]
+            self._within[q] = (idx, r, c, np.where(r == c, 1.0, 2.0))
+        return self._within[q]
