@@ -130,8 +130,12 @@ class LinearMixedModel:
         if rest:
             z_rest = sparse.hstack([t.zt_sparse(z) for t, z in zip(rest, zs[1:])]).tocsc()
             self.A21Z = (z_rest.T @ first.zt_sparse(zs[0])).tocsr()
-            zd = np.asarray(z_rest.T @ D)
-            self.A22 = np.asfortranarray(np.block([[(z_rest.T @ z_rest).toarray(), zd], [zd.T, D.T @ D]]))
+            q = self.q_rest
+            self.A22 = np.empty((self.m, self.m), order="F")  # LAPACK's layout
+            self.A22[:q, :q] = (z_rest.T @ z_rest).toarray()
+            self.A22[:q, q:] = z_rest.T @ D
+            self.A22[q:, :q] = self.A22[:q, q:].T
+            self.A22[q:, q:] = D.T @ D
         else:
             self.A22 = self.raw_gram if D is self._raw else D.T @ D
 
@@ -208,7 +212,7 @@ class LinearMixedModel:
         anova = self._anova_start()
         if anova is None:
             return default
-        if len(anova) == 1 or self.objective(anova) < self.objective(default):
+        if len(anova) == 1 or self.objective(default) > self.objective(anova):  # the start last: kept factored
             return anova
         return default
 
@@ -253,8 +257,14 @@ class LinearMixedModel:
 
     # --- the factorization -------------------------------------------------------
     def factor(self, theta: np.ndarray) -> Factor:
-        """Blocked Cholesky factor of the penalized system at θ (MixedModels.jl ``updateL!``)."""
-        theta = np.asarray(theta, dtype=float)
+        """Blocked Cholesky factor of the penalized system at θ (MixedModels.jl ``updateL!``).
+
+        The last factor is kept (without a residual structure, whose cross-products change with
+        φ): the optimizer's last point is factored again for the results and the information."""
+        theta = np.array(theta, dtype=float)  # a copy: the factor keeps it
+        last = self.__dict__.get("_last_factor")
+        if last is not None and np.array_equal(last.theta, theta):
+            return last
         if self.residual is not None:
             self._whiten(theta[self.residual_slice])
         lams = self.lambdas(theta)
@@ -292,7 +302,10 @@ class LinearMixedModel:
             log_l11 = log_l11 * self._group_w
         log_det_z = 2 * log_l11.sum() + 2 * np.log(d22[:self.q_rest]).sum()
         log_det_x = 2 * np.log(d22[self.q_rest:-1]).sum()
-        return Factor(theta, L11, L21Z, L21D, L22, log_det_z, log_det_x, d22[-1] ** 2, self._log_det_r)
+        f = Factor(theta, L11, L21Z, L21D, L22, log_det_z, log_det_x, d22[-1] ** 2, self._log_det_r)
+        if self.residual is None:
+            self._last_factor = f
+        return f
 
     def _factor_marginal(self, theta: np.ndarray) -> Factor:
         """No random effects (a residual structure alone): L = chol([X y]ᵀ[X y])."""
@@ -327,7 +340,7 @@ class LinearMixedModel:
         self._schur = None
         if self.residual is None and self.A21Z is not None and all(t.k == 1 for t in self.terms):
             A2 = sparse.vstack([self.A21Z, sparse.csr_matrix(self.A21D[:, :, 0])]).tocsc()
-            if SchurPattern.size(A2) <= 2 * self.m ** 2 + 10 ** 6:
+            if SchurPattern.size(A2) <= self.m ** 2 + 10 ** 6:
                 self._schur = SchurPattern(A2)
         return self._schur
 

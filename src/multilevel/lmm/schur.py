@@ -31,21 +31,20 @@ class SchurPattern:
         A2 = A2.tocsc()
         A2.sort_indices()
         m, G = A2.shape
-        n = np.diff(A2.indptr).astype(np.int64)
-        count = n * (n + 1) // 2                       # pairs j ≤ i within each column
-        k = np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count)
-        i = np.floor((np.sqrt(8.0 * k + 1) - 1) / 2).astype(np.int64)
-        i -= i * (i + 1) // 2 > k                      # guard the float square root
-        i += (i + 1) * (i + 2) // 2 <= k
-        start = np.repeat(A2.indptr[:-1].astype(np.int64), count)
-        a, b = start + i, start + k - i * (i + 1) // 2
+        n = np.diff(A2.indptr)
+        pos = np.arange(A2.nnz) - np.repeat(A2.indptr[:-1], n)   # each nonzero's place in its column
+        reps = pos + 1                                          # pairs (a, b ≤ a) in its column
+        a = np.repeat(np.arange(A2.nnz), reps)
+        b = a - np.repeat(pos, reps) + (np.arange(len(a)) - np.repeat(np.cumsum(reps) - reps, reps))
         flat = A2.indices[a] + A2.indices[b].astype(np.int64) * m   # sorted indices: row ≥ col
         seen = np.zeros(m * m, dtype=bool)
         seen[flat] = True
         self.flat = np.flatnonzero(seen)
         self.cols, self.rows = np.divmod(self.flat, m)
-        rank = np.cumsum(seen, dtype=np.int64) - 1
-        indptr = np.concatenate([[0], np.cumsum(count)])  # the pairs come group by group
+        rank = np.zeros(m * m, dtype=np.int32)
+        rank[self.flat] = np.arange(len(self.flat), dtype=np.int32)
+        n = n.astype(np.int64)
+        indptr = np.concatenate([[0], np.cumsum(n * (n + 1) // 2)])  # the pairs come group by group
         self._map = sparse.csc_matrix((A2.data[a] * A2.data[b], rank[flat], indptr), shape=(len(self.flat), G))
         self._within: dict = {}
 
