@@ -131,7 +131,7 @@ def _pieces_multi(model: LinearMixedModel, f: Factor) -> tuple[np.ndarray, np.nd
     first, G1, k1 = model.terms[0], *f.L11.shape[:2]
     Linv = batched.tri_inverse(f.L11)                                   # (G, k, k)
     if model.schur_pattern() is not None:
-        B = [(Linv.transpose(0, 2, 1) @ Linv).sum(axis=0) + _scalar_first_trace(model, f, S, q)]
+        B = [(Linv.transpose(0, 2, 1) @ Linv).sum(axis=0) + _scalar_first_trace(model, f, S)]
     else:
         Y = _first_term_columns(model, f, Linv, q)                      # Ỹ, (q, G·k)
         B = [(Linv.transpose(0, 2, 1) @ Linv).sum(axis=0)
@@ -183,15 +183,11 @@ def _first_term_columns(model: LinearMixedModel, f: Factor, Linv: np.ndarray, q:
     return sparse.vstack([YZ, sparse.csc_matrix(YX)]).tocsc()
 
 
-def _scalar_first_trace(model: LinearMixedModel, f: Factor, S: np.ndarray, q: int) -> float:
+def _scalar_first_trace(model: LinearMixedModel, f: Factor, S: np.ndarray) -> float:
     """Σ_g Ỹ_gᵀ S Ỹ_g = tr(S ỸỸᵀ) when every term is scalar: Ỹ = Λ̃ A₂ diag(λ₁/L₁₁,g²) over the
     rows of Ω, so ỸỸᵀ is on the Schur pattern (:mod:`.schur`) with w = λ₁²/L₁₁⁴."""
-    pattern = model.schur_pattern()
     lams = model.lambdas(f.theta)
-    sc = model.scalar_scale(lams)
-    idx, r, c, mult = pattern.within(q)
-    K = pattern.values(lams[0][0, 0] ** 2 / f.L11[:, 0, 0] ** 4)[idx] * sc[r] * sc[c]
-    return float(np.dot(mult * K, S[r, c]))
+    return model.schur_pattern().trace(lams[0][0, 0] ** 2 / f.L11[:, 0, 0] ** 4, model.scalar_scale(lams), S)
 
 
 def _trace_product(Ya, Yb, S: np.ndarray) -> float:

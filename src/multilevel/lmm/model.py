@@ -277,11 +277,10 @@ class LinearMixedModel:
             L21Z = self._other_terms_rows(lams, Tblk)
             pattern = self.schur_pattern()
             if pattern is not None:  # scalar terms: the lower triangle on a pattern found once
-                M22 = self.A22.copy(order="F")
-                M22.ravel(order="F")[pattern.flat] -= pattern.values(Tblk.ravel() ** 2)
                 sc = self.scalar_scale(lams)
-                M22 *= sc
+                M22 = self.A22 * sc                               # Λ̃ (A₂₂ − A₂ diag(T²) A₂ᵀ) Λ̃
                 M22 *= sc[:, None]
+                M22.ravel(order="F")[pattern.flat] -= pattern.values(Tblk.ravel() ** 2) * pattern.scale(sc)
             else:
                 M22 = self._scale_rest(self._scale_rest(self.A22, lams[1:]).T, lams[1:])
                 zd = np.asarray(L21Z @ L21D.T)

@@ -58,11 +58,18 @@ class SchurPattern:
         """A₂ diag(w) A₂ᵀ at the pairs."""
         return self._map @ w
 
-    def within(self, q: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """The pairs inside the leading q × q block: (their index among the pairs, rows, cols,
-        multiplicity 1 on the diagonal and 2 off it, as in a sum over the whole block) (cached)."""
-        if q not in self._within:
-            idx = np.flatnonzero(self.rows < q)
+    def scale(self, d: np.ndarray) -> np.ndarray:
+        """d_r d_c at the pairs: the entries of diag(d) · diag(d)."""
+        return d[self.rows] * d[self.cols]
+
+    def trace(self, w: np.ndarray, d: np.ndarray, S: np.ndarray) -> float:
+        """tr(S K) for K = diag(d) A₂ diag(w) A₂ᵀ diag(d) over the leading q × q block of a
+        symmetric S (q = S's order) of which only the lower triangle is used."""
+        q = S.shape[0]
+        if q not in self._within:  # the pairs inside the block, their positions in S (Fortran
+            idx = np.flatnonzero(self.rows < q)  # order) and multiplicity (2 off the diagonal)
             r, c = self.rows[idx], self.cols[idx]
-            self._within[q] = (idx, r, c, np.where(r == c, 1.0, 2.0))
-        return self._within[q]
+            self._within[q] = (idx, r + c * q, np.where(r == c, 1.0, 2.0))
+        idx, flat, mult = self._within[q]
+        K = self.values(w)[idx] * self.scale(d)[idx]
+        return float(np.dot(mult * K, np.asfortranarray(S).ravel(order="F")[flat]))
