@@ -59,7 +59,7 @@ class SchurPattern:
         return self._map @ w
 
     def scale(self, d: np.ndarray) -> np.ndarray:
-        """d_r d_c at the pairs: the entries of diag(d) · diag(d)."""
+        """d_r d_c at the pairs: the entries of d dᵀ, for diag(d) K diag(d)."""
         return d[self.rows] * d[self.cols]
 
     def trace(self, w: np.ndarray, d: np.ndarray, S: np.ndarray) -> float:
