@@ -37,9 +37,14 @@ def available(model: LinearMixedModel) -> bool:
 
 def pieces(model: LinearMixedModel, f: Factor) -> tuple[np.ndarray, np.ndarray]:
     """(∂ log|L_Z|² [+ ∂ log|R_X|² for REML], ∂ r²) with respect to the random-effects θ at the
-    factor f (the cross-products are the whitened ones when there is a residual structure)."""
+    factor f (the cross-products are the whitened ones when there is a residual structure).
+    Several terms: kept for the last factor (the optimizer's last gradient is the information's
+    first)."""
     if len(model.terms) > 1:
-        return _pieces_multi(model, f)
+        last = model.__dict__.get("_last_pieces")
+        if last is None or last[0] is not f:
+            last = model._last_pieces = (f, _pieces_multi(model, f))
+        return last[1]
     g_logdet, g_logx, g_r2 = _pieces_one(model, f)
     return g_logdet + (g_logx if model.reml else 0.0), g_r2
 
@@ -125,9 +130,12 @@ def _pieces_multi(model: LinearMixedModel, f: Factor) -> tuple[np.ndarray, np.nd
     x2, u1 = model.spherical(f)
     first, G1, k1 = model.terms[0], *f.L11.shape[:2]
     Linv = batched.tri_inverse(f.L11)                                   # (G, k, k)
-    Y = _first_term_columns(model, f, Linv, q)                          # Ỹ, (q, G·k)
-    B = [(Linv.transpose(0, 2, 1) @ Linv).sum(axis=0)
-         + np.array([[_trace_product(Y[:, a::k1], Y[:, b::k1], S) for b in range(k1)] for a in range(k1)])]
+    if model.schur_pattern() is not None:
+        B = [(Linv.transpose(0, 2, 1) @ Linv).sum(axis=0) + _scalar_first_trace(model, f, S)]
+    else:
+        Y = _first_term_columns(model, f, Linv, q)                      # Ỹ, (q, G·k)
+        B = [(Linv.transpose(0, 2, 1) @ Linv).sum(axis=0)
+             + np.array([[_trace_product(Y[:, a::k1], Y[:, b::k1], S) for b in range(k1)] for a in range(k1)])]
     U = [u1.T @ u1]
     for t, off in zip(model.terms[1:], model._rest_offsets):
         idx = off.start + np.arange(t.n_groups) * t.k
@@ -173,6 +181,13 @@ def _first_term_columns(model: LinearMixedModel, f: Factor, Linv: np.ndarray, q:
         return YZ
     YX = np.einsum("pga,gab->pgb", f.L21D[:model.p].reshape(model.p, G, k), Linv).reshape(model.p, G * k)
     return sparse.vstack([YZ, sparse.csc_matrix(YX)]).tocsc()
+
+
+def _scalar_first_trace(model: LinearMixedModel, f: Factor, S: np.ndarray) -> float:
+    """Σ_g Ỹ_gᵀ S Ỹ_g = tr(S ỸỸᵀ) when every term is scalar: Ỹ = Λ̃ A₂ diag(λ₁/L₁₁,g²) over the
+    rows of Ω, so ỸỸᵀ is on the Schur pattern (:mod:`.schur`) with w = λ₁²/L₁₁⁴."""
+    lams = model.lambdas(f.theta)
+    return model.schur_pattern().trace(lams[0][0, 0] ** 2 / f.L11[:, 0, 0] ** 4, model.scalar_scale(lams), S)
 
 
 def _trace_product(Ya, Yb, S: np.ndarray) -> float:

@@ -25,6 +25,7 @@ from scipy.linalg.lapack import dpotrf, dtrtrs
 from ..design import Design
 from ..linalg import batched
 from .rside import MarkovStatistics, ResidualModel
+from .schur import SchurPattern
 from .terms import RandomTerm, make_terms
 
 
@@ -129,8 +130,12 @@ class LinearMixedModel:
         if rest:
             z_rest = sparse.hstack([t.zt_sparse(z) for t, z in zip(rest, zs[1:])]).tocsc()
             self.A21Z = (z_rest.T @ first.zt_sparse(zs[0])).tocsr()
-            zd = np.asarray(z_rest.T @ D)
-            self.A22 = np.block([[(z_rest.T @ z_rest).toarray(), zd], [zd.T, D.T @ D]])
+            q = self.q_rest
+            self.A22 = np.empty((self.m, self.m), order="F")  # LAPACK's layout
+            self.A22[:q, :q] = (z_rest.T @ z_rest).toarray()
+            self.A22[:q, q:] = z_rest.T @ D
+            self.A22[q:, :q] = self.A22[:q, q:].T
+            self.A22[q:, q:] = D.T @ D
         else:
             self.A22 = self.raw_gram if D is self._raw else D.T @ D
 
@@ -210,7 +215,7 @@ class LinearMixedModel:
         anova = self._anova_start()
         if anova is None:
             return default
-        if len(anova) == 1 or self.objective(anova) < self.objective(default):
+        if len(anova) == 1 or self.objective(default) > self.objective(anova):  # the start last: kept factored
             return anova
         return default
 
@@ -304,8 +309,14 @@ class LinearMixedModel:
 
     # --- the factorization -------------------------------------------------------
     def factor(self, theta: np.ndarray) -> Factor:
-        """Blocked Cholesky factor of the penalized system at θ (MixedModels.jl ``updateL!``)."""
-        theta = np.asarray(theta, dtype=float)
+        """Blocked Cholesky factor of the penalized system at θ (MixedModels.jl ``updateL!``).
+
+        The last factor is kept (without a residual structure, whose cross-products change with
+        φ): the optimizer's last point is factored again for the results and the information."""
+        theta = np.array(theta, dtype=float)  # a copy: the factor keeps it
+        last = self.__dict__.get("_last_factor")
+        if last is not None and np.array_equal(last.theta, theta):
+            return last
         if self.residual is not None:
             self._whiten(theta[self.residual_slice])
         lams = self.lambdas(theta)
@@ -316,13 +327,20 @@ class LinearMixedModel:
         L21D = batched.right_multiply(self.A21D, Tblk).reshape(md, G * k)
         if self.q_rest:
             L21Z = self._other_terms_rows(lams, Tblk)
-            M22 = self._scale_rest(self._scale_rest(self.A22, lams[1:]).T, lams[1:])
-            zd = np.asarray(L21Z @ L21D.T)
-            q = self.q_rest
-            M22[:q, :q] -= (L21Z @ L21Z.T).toarray()
-            M22[:q, q:] -= zd
-            M22[q:, :q] -= zd.T
-            M22[q:, q:] -= L21D @ L21D.T
+            pattern = self.schur_pattern()
+            if pattern is not None:  # scalar terms: the lower triangle on a pattern found once
+                sc = self.scalar_scale(lams)
+                M22 = self.A22 * sc                               # Λ̃ (A₂₂ − A₂ diag(T²) A₂ᵀ) Λ̃
+                M22 *= sc[:, None]
+                M22.ravel(order="F")[pattern.flat] -= pattern.values(Tblk.ravel() ** 2) * pattern.scale(sc)
+            else:
+                M22 = self._scale_rest(self._scale_rest(self.A22, lams[1:]).T, lams[1:])
+                zd = np.asarray(L21Z @ L21D.T)
+                q = self.q_rest
+                M22[:q, :q] -= (L21Z @ L21Z.T).toarray()
+                M22[:q, q:] -= zd
+                M22[q:, :q] -= zd.T
+                M22[q:, q:] -= L21D @ L21D.T
             M22[self._rest_diag, self._rest_diag] += 1.0
         else:
             L21Z, M22 = None, self.A22 - L21D @ L21D.T
@@ -335,7 +353,10 @@ class LinearMixedModel:
             log_l11 = log_l11 * self._group_w
         log_det_z = 2 * log_l11.sum() + 2 * np.log(d22[:self.q_rest]).sum()
         log_det_x = 2 * np.log(d22[self.q_rest:-1]).sum()
-        return Factor(theta, L11, L21Z, L21D, L22, log_det_z, log_det_x, d22[-1] ** 2, self._log_det_r)
+        f = Factor(theta, L11, L21Z, L21D, L22, log_det_z, log_det_x, d22[-1] ** 2, self._log_det_r)
+        if self.residual is None:
+            self._last_factor = f
+        return f
 
     def _factor_marginal(self, theta: np.ndarray) -> Factor:
         """No random effects (a residual structure alone): L = chol([X y]ᵀ[X y])."""
@@ -361,6 +382,22 @@ class LinearMixedModel:
         T = sparse.csr_matrix((Tblk.ravel(), self._t_indices, self._t_indptr), shape=(G * k, G * k))
         lam_t = self._rest_lambda_t(lams[1:])
         return (lam_t[:self.q_rest, :self.q_rest] @ (A @ T)).tocsr()
+
+    def schur_pattern(self) -> SchurPattern | None:
+        """The pattern of L₂₁L₂₁ᵀ when every term is scalar and the cross-products are fixed (no
+        residual structure), and it is not much larger than the dense m × m block (cached)."""
+        if "_schur" in self.__dict__:
+            return self._schur
+        self._schur = None
+        if self.residual is None and self.A21Z is not None and all(t.k == 1 for t in self.terms):
+            A2 = sparse.vstack([self.A21Z, sparse.csr_matrix(self.A21D[:, :, 0])]).tocsc()
+            if SchurPattern.size(A2) <= self.m ** 2 + 10 ** 6:
+                self._schur = SchurPattern(A2)
+        return self._schur
+
+    def scalar_scale(self, lams: list[np.ndarray]) -> np.ndarray:
+        """The diagonal of Λ̃ (other terms' λ_t, then 1 on X and y) when every term is scalar."""
+        return np.concatenate([self._scalar_rest_scale(lams[1:]), np.ones(self.m - self.q_rest)])
 
     def _scale_rest(self, A: np.ndarray, lams: list[np.ndarray]) -> np.ndarray:
         """A Λ̃ for Λ̃ = blockdiag(I_G ⊗ Λ_t over the other terms, I): tall products per term
