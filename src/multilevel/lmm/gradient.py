@@ -37,16 +37,15 @@ def available(model: LinearMixedModel) -> bool:
 
 def pieces(model: LinearMixedModel, f: Factor) -> tuple[np.ndarray, np.ndarray]:
     """(∂ log|L_Z|² [+ ∂ log|R_X|² for REML], ∂ r²) with respect to the random-effects θ at the
-    factor f (the cross-products are the whitened ones when there is a residual structure).
-    Several terms: kept for the last factor (the optimizer's last gradient is the information's
-    first)."""
-    if len(model.terms) > 1:
-        last = model.__dict__.get("_last_pieces")
-        if last is None or last[0] is not f:
-            last = model._last_pieces = (f, _pieces_multi(model, f))
-        return last[1]
-    g_logdet, g_logx, g_r2 = _pieces_one(model, f)
-    return g_logdet + (g_logx if model.reml else 0.0), g_r2
+    factor f (the cross-products are the whitened ones when there is a residual structure);
+    kept with the factor (the optimizer's last gradient is the information's first)."""
+    if "pieces" not in f.cache:
+        if len(model.terms) > 1:
+            f.cache["pieces"] = _pieces_multi(model, f)
+        else:
+            g_logdet, g_logx, g_r2 = _pieces_one(model, f)
+            f.cache["pieces"] = g_logdet + (g_logx if model.reml else 0.0), g_r2
+    return f.cache["pieces"]
 
 
 def _pieces_one(model: LinearMixedModel, f: Factor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

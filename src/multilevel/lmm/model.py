@@ -483,8 +483,10 @@ class LinearMixedModel:
         return f.cache["spherical"]
 
     def _spherical(self, f: Factor) -> tuple[np.ndarray, np.ndarray | None]:
-        L22 = f.L22
-        x2 = _tri_solve(L22[:-1, :-1], L22[-1, :-1], transpose=True)
+        L22 = f.L22  # [[L, 0], [ℓᵀ, d]]: L22ᵀ z = d e_m gives z = (−L⁻ᵀℓ, 1), with no copy of L
+        rhs = np.zeros(len(L22))
+        rhs[-1] = L22[-1, -1]
+        x2 = -_tri_solve(L22, rhs, transpose=True)[:-1]
         if not self.terms:
             return x2, None
         rhs1 = f.L21D[-1] - f.L21D[:-1].T @ x2[self.q_rest:]
