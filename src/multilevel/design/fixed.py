@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from ..linalg.dense import spd_solve
 from ..spec.errors import DataError
 from ..spec.factor import stata_name
 
@@ -135,7 +136,7 @@ def _independent_columns(X: np.ndarray, prefer_last: bool, tol: float = 1e-13) -
         if kept:
             g = gram[np.ix_(kept, kept)]
             b = gram[kept, j]
-            resid2 = norm2 - b @ np.linalg.solve(g, b)
+            resid2 = norm2 - b @ spd_solve(g, b)
         else:
             resid2 = norm2
         if resid2 > tol * norm2:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..linalg.dense import spd_solve
 from .distributions import chi2_sf
 
 
@@ -29,7 +30,10 @@ def wald_fixed(names: tuple[str, ...], beta: np.ndarray, vcov: np.ndarray) -> Te
     if not idx:
         return TestResult(np.nan, 0, np.nan)
     b = beta[idx]
-    stat = float(b @ np.linalg.solve(vcov[np.ix_(idx, idx)], b))
+    try:
+        stat = float(b @ spd_solve(vcov[np.ix_(idx, idx)], b))
+    except np.linalg.LinAlgError:  # a singular (or undefined) covariance of the coefficients
+        return TestResult(np.nan, len(idx), np.nan)
     return TestResult(stat, len(idx), chi2_sf(stat, len(idx)))
 
 

@@ -24,6 +24,7 @@ from scipy.linalg.lapack import dpotrf, dtrtrs
 
 from ..design import Design
 from ..linalg import batched
+from ..linalg.dense import spd_solve
 from .rside import MarkovStatistics, ResidualModel
 from .schur import SchurPattern
 from .terms import RandomTerm, make_terms
@@ -245,18 +246,16 @@ class LinearMixedModel:
             return None
         keep = np.all(np.diagonal(L, axis1=1, axis2=2) ** 2 > 1e-8 * scale[:, None], axis=1)
         G = int(keep.sum())
-        try:
-            beta = np.linalg.solve(gram[:p, :p], gram[:p, p]) if p else np.zeros(0)
-        except np.linalg.LinAlgError:
-            return None
+        ols = _ols(gram, p)
         dof = self.n_obs - p - k * G
-        if G < 2 * k or dof <= 0:
+        if ols is None or G < 2 * k or dof <= 0:
             return None
+        beta, rss = ols
         s_g = (self.A21D[p] - (beta @ self.A21D[:p].reshape(p, -1)).reshape(self.A21D.shape[1:]))[keep]
         Linv = batched.tri_inverse(L[keep])
         A_inv = batched.matmul(Linv.transpose(0, 2, 1), Linv)
         b = batched.matvec(A_inv, s_g)
-        sigma2 = (gram[p, p] - beta @ gram[:p, p] - np.sum(s_g * b)) / dof
+        sigma2 = (rss - np.sum(s_g * b)) / dof
         if not sigma2 > 0:
             return None
         cov = b.T @ b / G - sigma2 * A_inv.mean(axis=0)
@@ -281,11 +280,10 @@ class LinearMixedModel:
         p, gram, q = self.p, self.raw_gram, self.q_rest
         sums = [self.A21D[:, :, 0]] + [self.A22[off, q:].T for off in self._rest_offsets]
         counts = [self.A11[:, 0, 0]] + [np.diag(self.A22)[off] for off in self._rest_offsets]
-        try:
-            beta = np.linalg.solve(gram[:p, :p], gram[:p, p]) if p else np.zeros(0)
-        except np.linalg.LinAlgError:
+        ols = _ols(gram, p)
+        if ols is None:
             return None
-        rss, n = gram[p, p] - beta @ gram[:p, p], float(self.n_obs)
+        (beta, rss), n = ols, float(self.n_obs)
         out = []
         for group_sums, n_g in zip(sums, counts):
             G = len(n_g)
@@ -502,6 +500,15 @@ class LinearMixedModel:
         RX = f.L22[self.q_rest:-1, self.q_rest:-1]
         inv = _tri_solve(RX, np.eye(self.p))
         return sigma2 * self._C @ inv.T @ inv @ self._C.T
+
+
+def _ols(gram: np.ndarray, p: int) -> tuple[np.ndarray, float] | None:
+    """β̂ and RSS of the regression of y on X from [X y]ᵀ[X y] (None if XᵀX is singular)."""
+    try:
+        beta = spd_solve(gram[:p, :p], gram[:p, p]) if p else np.zeros(0)
+    except np.linalg.LinAlgError:
+        return None
+    return beta, gram[p, p] - beta @ gram[:p, p]
 
 
 def data_matrix(X: np.ndarray, y: np.ndarray) -> np.ndarray:

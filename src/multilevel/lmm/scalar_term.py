@@ -52,6 +52,7 @@ class ScalarCriterion:
         self.A22 = model.A22
         self.p, self.nu, self.reml = model.p, model.dof, model.reml
         self.linear = all(s.linear for s in self.term.structures)  # λ = (∂λ/∂θ) θ
+        self._last = None
 
     def _at(self, theta: np.ndarray):
         """λ, ∂λ/∂θ, ℓ_g², the Cholesky factor R of M and the groups' residual sums e_g at θ
@@ -69,7 +70,16 @@ class ScalarCriterion:
 
     def _derivatives(self, theta: np.ndarray, second: bool):
         """(deviance, ∂λ/∂θ, r², ∂ log|L_Z|² [+ ∂ log|R_X|²], ∂ r²[, their second derivatives]) in λ
-        (module docstring; the second derivatives in :meth:`loglik_hessian`'s); None if M is singular."""
+        (module docstring; the second derivatives in :meth:`loglik_hessian`'s); None if M is singular.
+        The last θ's are kept: the optimizer ends where the standard errors start."""
+        last = self._last
+        if last is not None and last[0] == theta[0] and (not second or len(last[1]) == 7):
+            return last[1] if second else last[1][:5]
+        out = self._compute(theta, second)
+        self._last = (float(theta[0]), out) if out is not None else None
+        return out
+
+    def _compute(self, theta: np.ndarray, second: bool):
         at = self._at(theta)
         if at is None:
             return None
