@@ -7,7 +7,9 @@ jointly on the requested integration rule, with β whitened by the
 fixed-only information so that BOBYQA's trust region is well scaled.
 Laplace stages of models with several random-effects terms use L-BFGS-B
 with the exact gradient (:mod:`.laplace_gradient`) instead, BOBYQA
-continuing where it does not converge.
+continuing where it does not converge.  Before all this, Laplace fits with
+several terms try Newton's method from the fixed-only β (:mod:`.newton`), as
+one-factor models try :mod:`.fastfit`.
 Other starts (``startvalues(zero | constantonly)``, ``startgrid``, ``from()``;
 :mod:`.start`) skip stage (2); ``noestimate`` stops before (3).
 Standard errors are from the observed information of the approximate log
@@ -32,6 +34,7 @@ from .fastfit import fast_fit
 from .glm import GLMFit, fit_glm
 from .laplace_gradient import LaplaceGradient
 from .model import GeneralizedLinearMixedModel
+from .newton import newton_fit
 from .results import Ancillary, GLMMResults
 from .start import START_OPTIONS, Start, start_values
 
@@ -151,12 +154,13 @@ def _whitening(model: GeneralizedLinearMixedModel, beta: np.ndarray, xi: np.ndar
 
 
 def information(model: GeneralizedLinearMixedModel, x: np.ndarray, beta_scale: np.ndarray,
-                polish: bool = True):
+                polish: bool = True, rest_scale: np.ndarray | None = None):
     """Observed information in Stata's metric ψ = (β, ξ, φ_free), with one Newton step
     (unless ``polish`` is False).
 
     The Hessian is taken by central differences in units of each
-    parameter's (approximate) standard error, so one step size suits every
+    parameter's (approximate) standard error (β's ``beta_scale``; ξ's and φ's ``rest_scale``
+    if given, else one second difference each), so one step size suits every
     parameter (for several terms by Laplace: by differences of the exact gradient,
     :func:`_psi_gradient`).  The gradient comes free from the same evaluations; if the
     Newton step ψ − H⁻¹g raises the likelihood it is taken (polishing the
@@ -180,7 +184,10 @@ def information(model: GeneralizedLinearMixedModel, x: np.ndarray, beta_scale: n
         return cache[key]
 
     p = model.p
-    scale = np.concatenate([beta_scale, _pilot_scale(f, psi, p)])
+    e = model.n_extra
+    rest = _pilot_scale(f, psi, p) if rest_scale is None else \
+        np.concatenate([rest_scale[:e], rest_scale[e:][free]])
+    scale = np.concatenate([beta_scale, rest])
 
     def fz(z: np.ndarray) -> float:
         return f(psi + scale * z)
@@ -301,13 +308,20 @@ def fit(design, family, y, offset, *, method: str = "mvaghermite", points: int =
     else:
         if not start.default:
             model.theta0 = start.theta
+        newton = None
         if backend == "nlopt":
             fast = _fast(model, glm if start.default else replace(glm, beta=start.beta, xi=start.xi))
+            if fast is None:
+                newton = newton_fit(model, glm.beta if start.default else start.beta, model.theta_start())
         if fast is not None:
             opt, x, vcov, phi, free, loglik = fast.opt, fast.x, fast.vcov, fast.phi, fast.free, fast.loglik
         else:
-            opt, A = optimize(model, glm, backend, start)
-            x, vcov, phi, free = information(model, opt.final, _beta_scale(A, model.p))
+            if newton is not None:
+                opt, scale = newton
+                x, vcov, phi, free = information(model, opt.final, scale[:model.p], rest_scale=scale[model.p:])
+            else:
+                opt, A = optimize(model, glm, backend, start)
+                x, vcov, phi, free = information(model, opt.final, _beta_scale(A, model.p))
             loglik = model.loglik(*model.split(x))
     beta, xi, theta = model.split(x)
     p, e = model.p, model.n_extra

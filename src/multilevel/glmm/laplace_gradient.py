@@ -22,6 +22,8 @@ columns, so that −Σ_i w_i… is −tr(H⁻¹AᵀW∂A)), and for an ancillary
 This is the one-factor gradient of :mod:`.onefactor` (Kristensen et al. 2016,
 JSS 70(5)) with a dense H in place of its block-diagonal one; only the
 entries of H⁻¹ at each row's slot pairs are needed (O(n(Σk)²)).
+H is the dense factor PIRLS leaves at the modes (:meth:`.pirls.PenalizedSystem.dense_factor`).
+:meth:`LaplaceGradient.newton_matrix` adds the Newton matrix of :mod:`.newton`.
 """
 from __future__ import annotations
 
@@ -37,20 +39,8 @@ class LaplaceGradient:
 
     def __init__(self, model):
         self.model = model
-        terms = model.terms
-        self.offsets = model.system.offsets
-        # slot s = (term t, column c): the column of A that row i touches there
-        self.slots = [(t, c) for t in range(len(terms)) for c in range(terms[t].k)]
-        self.cols = np.array([self.offsets[t] + terms[t].refs.astype(np.int64) * terms[t].k + c
-                              for t, c in self.slots])                           # (K, n)
-        q = model.system.q
-        # AᵀWA + I is assembled by one bincount over the (fixed) pattern of slot pairs
-        keys = (self.cols[:, None, :] * q + self.cols[None, :, :]).ravel()
-        self._pattern, self._pair = np.unique(keys, return_inverse=True)
-
-    def _a_values(self, lams) -> np.ndarray:
-        """(K, n) values of A = ZΛ at the slots: (z_i λ_t)_c."""
-        return np.concatenate([(t.z @ lam).T for t, lam in zip(self.model.terms, lams)])
+        self.slots = model.system.slots
+        self.cols = self.slots.cols
 
     def __call__(self, x: np.ndarray) -> tuple[float, np.ndarray]:
         """(−2ℓ_L, its gradient); (inf, 0) where the modes or H break down, as
@@ -68,17 +58,13 @@ class LaplaceGradient:
         beta, xi, theta = model.split(x)
         zxi = x[p:p + e]
         lams = model.lambdas(theta)
-        m = model.modes(beta, xi, theta)
+        m = model.modes(beta, xi, theta, dense=True)
         ll, d1, d2 = fam.derivs(model.y, m.eta, xi)
         w = np.maximum(-d2, 0.0)
         wp = np.where(-d2 > 0, -third(fam, model.y, m.eta, xi), 0.0)
-        vals = self._a_values(lams)
+        vals = self.slots.values(lams)
         q = model.system.q
-        H = np.zeros(q * q)
-        H[self._pattern] = np.bincount(self._pair.ravel(), weights=(vals[:, None, :] * (vals * w)[None, :, :]).ravel(),
-                                       minlength=len(self._pattern))
-        H = H.reshape(q, q) + np.eye(q)
-        cf = scipy.linalg.cho_factor(H, lower=True, check_finite=False)
+        cf = m.factor.cf
         Hinv = scipy.linalg.cho_solve(cf, np.eye(q), check_finite=False)
         # Q[s, i] = (AH⁻¹)[i, cols_s(i)]; h_i = Σ_s vals_s(i) Q[s, i]
         Q = np.einsum("rsi,ri->si", Hinv[self.cols[:, None, :], self.cols[None, :, :]], vals)
@@ -104,6 +90,41 @@ class LaplaceGradient:
         if e:
             dll, dd1, dd2, _ = xi_partials(fam, model.y, m.eta, zxi)
             g_xi = np.array([np.sum(dll[j] - 0.5 * ev * dd1[j] + 0.5 * h * dd2[j]) for j in range(e)])
-        logdet = 2 * np.log(np.diag(cf[0])).sum()
-        value = float(ll.sum() - 0.5 * m.u @ m.u - 0.5 * logdet)
+        value = float(ll.sum() - 0.5 * m.u @ m.u - 0.5 * m.factor.logdet)
+        self._state = (theta, m, w, d1, cf, Hinv, vals)
         return -2.0 * value, -2.0 * np.concatenate([g_beta, g_xi, *g_theta])
+
+    def newton_matrix(self) -> np.ndarray:
+        """Newton matrix of −2ℓ_L at the last evaluated point (no ancillary parameters, Λ linear
+        in θ): −2 × [∇²P + the θθ curvature of −½log|H| at fixed W], P(β, θ) = max_u Σℓ − ½‖u‖².
+
+        ∇²P = −[X V]ᵀW[X V] + G_uᵀH⁻¹G_u with V_l = ZΛ_lû (Λ_l = ∂Λ/∂θ_l) and G_u = −AᵀW[X V]
+        + [0, Λ_lᵀZᵀℓ′]; with H_l = C_l + C_lᵀ, C_l = AᵀWZΛ_l, H_lm = D_lm + D_lmᵀ,
+        D_lm = Λ_lᵀZᵀWZΛ_m, the log-determinant term is −½[tr(H⁻¹H_lm) − tr(H⁻¹H_lH⁻¹H_m)]
+        (the one-factor matrix of :meth:`.onefactor.OneFactor.laplace` with a dense H).  Only
+        the terms through ℓ‴ are missing."""
+        model = self.model
+        theta, m, w, d1, cf, Hinv, vals = self._state
+        p = model.p
+        us = model.system.split(m.u)
+        V, B = [], []                      # ZΛ_lû (n,) and ZΛ_l at the slots (K, n)
+        k0 = 0
+        for t, term in enumerate(model.terms):
+            for dl in term.dlam(theta[model._theta_slices[t]]):
+                V.append(np.einsum("ic,ic->i", term.z, (us[t] @ dl.T)[term.refs]))
+                b = np.zeros_like(vals)
+                b[k0:k0 + term.k] = (term.z @ dl).T
+                B.append(b)
+            k0 += term.k
+        XV = np.column_stack([model.X, *V])
+        Gu = -self.slots.t_times(vals, w[:, None] * XV)
+        for l, b in enumerate(B):
+            Gu[:, p + l] += self.slots.t_times(b, d1[:, None])[:, 0]
+        Hp = -(XV.T @ (w[:, None] * XV)) + Gu.T @ scipy.linalg.cho_solve(cf, Gu, check_finite=False)
+        S = [(self.slots.sym_sparse(vals, w * b) @ Hinv).T for b in B]     # H⁻¹H_l (H_l symmetric)
+        nt = len(B)
+        for l in range(nt):
+            for j in range(l, nt):
+                tr_lm = 2 * np.sum(Hinv * self.slots.gram(B[l], w * B[j]))
+                Hp[p + l, p + j] = Hp[p + j, p + l] = Hp[p + l, p + j] - 0.5 * (tr_lm - np.sum(S[l] * S[j].T))
+        return -2.0 * Hp

@@ -95,10 +95,12 @@ class GeneralizedLinearMixedModel:
     def eta0(self, beta: np.ndarray) -> np.ndarray:
         return self.offset + self.X @ beta
 
-    def modes(self, beta, xi, theta):
-        """PIRLS at (β, ξ, θ), started from the last modes moved to first order (:meth:`_predict`)."""
+    def modes(self, beta, xi, theta, dense: bool = False):
+        """PIRLS at (β, ξ, θ), started from the last modes moved to first order (:meth:`_predict`);
+        ``dense``: H factored dense (:func:`.pirls.pirls`)."""
         lams = self.lambdas(theta)
-        m = pirls(self.system, self.family, self.y, self.eta0(beta), lams, xi, self._predict(beta, xi, lams))
+        m = pirls(self.system, self.family, self.y, self.eta0(beta), lams, xi, self._predict(beta, xi, lams),
+                  dense=dense)
         if np.all(np.isfinite(m.u)):
             self._last = (np.array(beta, dtype=float), lams, m)
         return m

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.linalg
+from scipy import sparse
 
 from ..linalg import batched
 from ..lmm.terms import RandomTerm
@@ -59,6 +60,58 @@ class PenalizedFactor:
         return np.concatenate([np.einsum("gba,gb->ga", self.L11inv, t).ravel(), x2])
 
 
+@dataclass
+class DenseFactor:
+    """Cholesky factor of H held dense (small systems of several terms, :meth:`PenalizedSystem.dense_factor`)."""
+
+    cf: tuple                       # (L, lower) as :func:`scipy.linalg.cho_factor` returns it
+    logdet: float
+
+    def solve(self, r: np.ndarray) -> np.ndarray:
+        return scipy.linalg.cho_solve(self.cf, r, check_finite=False)
+
+
+class SlotPattern:
+    """A = ZΛ by its slots: row i touches one column of A per slot s = (term t, column c),
+    ``cols[s, i]``, with the value (z_iλ_t)_c; dense products of slot values by one
+    ``bincount`` over the fixed pattern of slot pairs."""
+
+    def __init__(self, terms: list[RandomTerm], offsets: np.ndarray, q: int):
+        self.terms, self.q = terms, q
+        self.cols = np.array([offsets[t] + terms[t].refs.astype(np.int64) * terms[t].k + c
+                              for t in range(len(terms)) for c in range(terms[t].k)])      # (K, n)
+        keys = (self.cols[:, None, :] * q + self.cols[None, :, :]).ravel()
+        self._pattern, self._pair = np.unique(keys, return_inverse=True)
+        self._pair = self._pair.ravel()
+        self._csr = None        # (indices, indptr) of the pattern, for :meth:`sym_sparse`
+
+    def values(self, lams: list[np.ndarray]) -> np.ndarray:
+        """(K, n) slot values of A = ZΛ: (z_iλ_t)_c."""
+        return np.concatenate([(t.z @ lam).T for t, lam in zip(self.terms, lams)])
+
+    def gram(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Dense Σ_i a_i b_iᵀ (q × q) of two (K, n) slot-value arrays."""
+        out = np.zeros(self.q * self.q)
+        out[self._pattern] = np.bincount(self._pair, weights=(a[:, None, :] * b[None, :, :]).ravel(),
+                                         minlength=len(self._pattern))
+        return out.reshape(self.q, self.q)
+
+    def sym_sparse(self, a: np.ndarray, b: np.ndarray) -> sparse.csr_matrix:
+        """Σ_i (a_i b_iᵀ + b_i a_iᵀ) as a sparse (CSR) q × q matrix on the slot-pair pattern."""
+        if self._csr is None:
+            rows = self._pattern // self.q
+            self._csr = (self._pattern % self.q, np.searchsorted(rows, np.arange(self.q + 1)))
+        data = np.bincount(self._pair, weights=(a[:, None, :] * b[None, :, :] + b[:, None, :] * a[None, :, :]).ravel(),
+                           minlength=len(self._pattern))
+        return sparse.csr_matrix((data, *self._csr), shape=(self.q, self.q))
+
+    def t_times(self, a: np.ndarray, M: np.ndarray) -> np.ndarray:
+        """AᵀM (q × d) for an (n, d) M, A given by its slot values ``a`` (K, n)."""
+        d = M.shape[1]
+        idx = (self.cols[:, :, None] * d + np.arange(d)).ravel()
+        return np.bincount(idx, weights=(a[:, :, None] * M[None]).ravel(), minlength=self.q * d).reshape(self.q, d)
+
+
 class PenalizedSystem:
     """The random-effects structure of a GLMM: Z applied and H factored at weights W.
 
@@ -72,8 +125,7 @@ class PenalizedSystem:
         self.sizes = [t.q for t in terms]
         self.q = sum(self.sizes)
         self.offsets = np.concatenate([[0], np.cumsum(self.sizes)]).astype(int)
-        if len(terms) > 1:
-            self._rest = _RestPattern(terms)
+        self._rest = self._slots = None     # index patterns, built on first use
 
     def split(self, u: np.ndarray) -> list[np.ndarray]:
         """Flat u -> per-term (G, k) arrays."""
@@ -106,10 +158,29 @@ class PenalizedSystem:
         logdet = 2 * np.log(np.diagonal(L11, axis1=1, axis2=2)).sum()
         if len(self.terms) == 1:
             return PenalizedFactor(L11, L11inv, None, None, logdet)
+        if self._rest is None:
+            self._rest = _RestPattern(self.terms)
         L21, S = self._rest.blocks(w, lams, L11inv)
         L22 = np.linalg.cholesky(S)
         logdet += 2 * np.log(np.diag(L22)).sum()
         return PenalizedFactor(L11, L11inv, L21, L22, logdet)
+
+
+    @property
+    def slots(self) -> SlotPattern:
+        """The :class:`SlotPattern` of A (built on first use)."""
+        if self._slots is None:
+            self._slots = SlotPattern(self.terms, self.offsets, self.q)
+        return self._slots
+
+    def dense_factor(self, w: np.ndarray, lams: list[np.ndarray]) -> DenseFactor:
+        """Dense Cholesky factor of H = AᵀWA + I: cheaper than the blocked one while q is a few
+        hundred (one ``bincount`` and one LAPACK call instead of the Schur-complement pieces)."""
+        a = self.slots.values(lams)
+        H = self.slots.gram(a, a * w)
+        H[np.diag_indices(self.q)] += 1.0
+        cf = scipy.linalg.cho_factor(H, lower=True, check_finite=False)
+        return DenseFactor(cf, 2 * np.log(np.diag(cf[0])).sum())
 
 
 class _RestPattern:
@@ -224,7 +295,7 @@ class Modes:
     u: np.ndarray          # conditional modes (spherical), flat
     eta: np.ndarray        # linear predictor at û
     loglik: float          # Σ log f(y | η(û))
-    factor: PenalizedFactor  # H at û
+    factor: PenalizedFactor | DenseFactor  # H at û
     iterations: int
     converged: bool
 
@@ -236,16 +307,20 @@ class Modes:
 
 
 def pirls(system: PenalizedSystem, family, y: np.ndarray, eta0: np.ndarray, lams: list[np.ndarray],
-          xi: np.ndarray, u0: np.ndarray | None = None, tol: float = 1e-10, max_iter: int = 60) -> Modes:
-    """Conditional modes û by Newton steps with step-halving on g(u)."""
+          xi: np.ndarray, u0: np.ndarray | None = None, tol: float = 1e-10, max_iter: int = 60,
+          dense: bool = False) -> Modes:
+    """Conditional modes û by Newton steps with step-halving on g(u); H factored dense
+    (:meth:`PenalizedSystem.dense_factor`) with ``dense``, else blocked."""
+    factor = system.dense_factor if dense else system.factor
     u = np.zeros(system.q) if u0 is None else u0.copy()
     eta = eta0 + system.zlam(u, lams)
     ll, d1, d2 = family.derivs(y, eta, xi)
     obj = ll.sum() - 0.5 * u @ u
-    converged = False
+    converged = stale = False   # stale: u moved since F was factored
     it = 0
     for it in range(1, max_iter + 1):
-        F = system.factor(np.maximum(-d2, 0.0), lams)
+        F = factor(np.maximum(-d2, 0.0), lams)
+        stale = False
         grad = system.zlam_t(d1, lams) - u
         delta = F.solve(grad)
         step = 1.0
@@ -265,8 +340,11 @@ def pirls(system: PenalizedSystem, family, y: np.ndarray, eta0: np.ndarray, lams
         gain = obj_new - obj
         u, eta, obj = u_new, eta_new, obj_new
         ll, d1, d2 = new
-        if np.max(np.abs(step * delta), initial=0.0) < tol or gain < 1e-14 * (1 + abs(obj)):
+        moved = np.max(np.abs(step * delta), initial=0.0)
+        stale = moved >= tol     # a step below tol changes H by O(tol): F stands for H(û)
+        if moved < tol or gain < 1e-14 * (1 + abs(obj)):
             converged = True
             break
-    F = system.factor(np.maximum(-d2, 0.0), lams)
+    if stale:
+        F = factor(np.maximum(-d2, 0.0), lams)
     return Modes(u, eta, float(ll.sum()), F, it, converged)

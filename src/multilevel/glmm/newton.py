@@ -1,0 +1,86 @@
+"""Newton fit of the Laplace likelihood for several random-effects terms (crossed or nested).
+
+Newton steps on −2ℓ_L with its exact gradient and the Newton matrix of
+:meth:`.laplace_gradient.LaplaceGradient.newton_matrix` (the profiled Hessian
+plus the log-determinant's θ curvature; it misses only the ℓ‴ terms, so the
+convergence is fast-linear), Levenberg-damped where that matrix is not
+positive definite, from the fixed-only β and the start θ.  Each step keeps
+the θ entries bounded below by 0 at least half way from the bound (the
+fraction-to-the-boundary rule of interior-point methods): a full first step
+can cross 0, where ℓ_L is even in a diagonal θ and its gradient vanishes.
+Steps are halved until −2ℓ_L does not increase; the fit stops when the
+Newton decrement gᵀN⁻¹g is below ``tol``.
+
+Applies to Laplace fits without ancillary parameters whose Λ is linear in θ;
+anything else, a failure, or an optimum with a variance near zero (where the
+likelihood is flat and BOBYQA explores past the symmetric stationary point)
+returns None and the caller's L-BFGS-B/BOBYQA path takes over.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..optimize import OptSummary
+from .fastfit import _damped_step, _jacobian
+from .laplace_gradient import LaplaceGradient
+
+NEAR_ZERO = -9.0    # a log SD below this at the optimum: left to the derivative-free path
+
+
+def applies(model) -> bool:
+    """Laplace, several terms, no ancillary parameters, every Λ linear in θ."""
+    return (model.method == "laplace" and len(model.terms) > 1 and model.n_extra == 0
+            and all(s.linear for t in model.terms for s in t.structures))
+
+
+def newton_fit(model, beta: np.ndarray, theta: np.ndarray, tol: float = 1e-10,
+               max_iter: int = 50) -> tuple[OptSummary, np.ndarray] | None:
+    """Minimize −2ℓ_L from (β, θ); returns the :class:`OptSummary` and approximate standard
+    errors of ψ = (β, φ) from the last Newton matrix (the finite-difference steps of the
+    information), or None (see the module docstring)."""
+    if not applies(model):
+        return None
+    lg = LaplaceGradient(model)
+    lower = np.concatenate([np.full(model.p, -np.inf), model.theta_bounds()[0]])
+    x = np.concatenate([beta, theta])
+    opt = OptSummary(backend="newton", initial=x.copy())
+    try:
+        with np.errstate(over="ignore", under="ignore", divide="ignore", invalid="ignore"):
+            v, g = lg(x)
+            opt.fitlog.append((x.copy(), v))
+            for _ in range(max_iter):
+                if not np.isfinite(v):
+                    return None
+                N = lg.newton_matrix()
+                step = _damped_step(-N, -g)
+                if -g @ step < tol:
+                    break
+                x, v, g = _line_search(lg, opt, x, v, step, lower)
+            else:
+                return None
+            if np.any(~(model.natural(x[model.p:]) > NEAR_ZERO)):
+                return None
+            K = _jacobian(model, x)
+            scale = np.sqrt(np.diag(K @ np.linalg.inv(0.5 * N) @ K.T))
+    except (np.linalg.LinAlgError, FloatingPointError, ValueError):
+        return None
+    opt.return_code = "newton decrement below tolerance"
+    opt.converged = True
+    opt.final, opt.fmin, opt.n_evals = x, v, len(opt.fitlog)
+    return opt, scale
+
+
+def _line_search(lg: LaplaceGradient, opt: OptSummary, x, v, step, lower):
+    """The longest t ≤ 1 (halving) with −2ℓ_L(x + t·step) ≤ −2ℓ_L(x), within half the distance
+    to the lower bounds; raises ValueError when halving finds no such t."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        room = np.where((step < 0) & np.isfinite(lower), 0.5 * (x - lower) / -step, np.inf)
+    t = min(1.0, float(room.min()))
+    while t > 1e-10:
+        trial = x + t * step
+        vt, gt = lg(trial)
+        opt.fitlog.append((trial, vt))
+        if vt <= v + 1e-10 * (1 + abs(v)):
+            return trial, vt, gt
+        t *= 0.5
+    raise ValueError("Laplace: no descent along the Newton direction")
