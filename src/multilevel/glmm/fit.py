@@ -194,8 +194,9 @@ def information(model: GeneralizedLinearMixedModel, x: np.ndarray, beta_scale: n
 
     lg = _laplace_gradient(model) if model.method == "laplace" else None
     if lg is not None:
-        Hz, gz = _gradient_hessian(lambda z: scale * _psi_gradient(model, lg, psi + scale * z, phi_fixed, free),
-                                   len(psi), GRAD_STEP)
+        jacobians: dict[bytes, np.ndarray] = {}
+        Hz, gz = _gradient_hessian(lambda z: scale * _psi_gradient(model, lg, psi + scale * z, phi_fixed, free,
+                                                                   jacobians), len(psi), GRAD_STEP)
     else:
         h = STEP
         Hz = hessian(fz, np.zeros(len(psi)), h)
@@ -220,21 +221,25 @@ JAC_STEP = 1e-6     # step for the Jacobian ∂x/∂ψ (no likelihood evaluation
 
 
 def _psi_gradient(model: GeneralizedLinearMixedModel, lg: LaplaceGradient, psi: np.ndarray,
-                  phi_fixed: np.ndarray, free: np.ndarray) -> np.ndarray:
+                  phi_fixed: np.ndarray, free: np.ndarray, jacobians: dict) -> np.ndarray:
     """∂ℓ_L/∂ψ = (∂x/∂ψ)ᵀ ∂ℓ_L/∂x, the exact gradient in x carried to the reporting metric
-    (∂x/∂ψ by central differences of the parameter map; β maps to itself)."""
+    (∂x/∂ψ by central differences of the parameter map; β maps to itself, so ∂x/∂ψ depends on
+    (ξ, φ) only and is kept in ``jacobians`` by their bytes)."""
     p = model.p
     x = _to_x(model, psi, phi_fixed, free)
     value, gx = lg(x)
     if not np.isfinite(value):
         return np.full(len(psi), np.nan)    # no information there: the SEs are missing
-    J = np.zeros((len(x), len(psi)))
-    J[:p, :p] = np.eye(p)
-    for j in range(p, len(psi)):
-        e = np.zeros(len(psi))
-        e[j] = JAC_STEP
-        J[p:, j] = (_to_x(model, psi + e, phi_fixed, free) - _to_x(model, psi - e, phi_fixed, free))[p:] / (2 * JAC_STEP)
-    return -0.5 * (J.T @ gx)
+    key = psi[p:].tobytes()
+    if key not in jacobians:
+        J = np.zeros((len(x), len(psi)))
+        J[:p, :p] = np.eye(p)
+        for j in range(p, len(psi)):
+            e = np.zeros(len(psi))
+            e[j] = JAC_STEP
+            J[p:, j] = (_to_x(model, psi + e, phi_fixed, free) - _to_x(model, psi - e, phi_fixed, free))[p:] / (2 * JAC_STEP)
+        jacobians[key] = J
+    return -0.5 * (jacobians[key].T @ gx)
 
 
 def _gradient_hessian(grad, d: int, h: float) -> tuple[np.ndarray, np.ndarray]:

@@ -65,7 +65,7 @@ class LaplaceGradient:
         vals = self.slots.values(lams)
         q = model.system.q
         cf = m.factor.cf
-        Hinv = scipy.linalg.cho_solve(cf, np.eye(q), check_finite=False)
+        Hinv = m.factor.inverse()
         # Q[s, i] = (AH⁻¹)[i, cols_s(i)]; h_i = Σ_s vals_s(i) Q[s, i]
         Q = np.einsum("rsi,ri->si", Hinv[self.cols[:, None, :], self.cols[None, :, :]], vals)
         h = np.einsum("si,si->i", vals, Q)

@@ -65,6 +65,7 @@ class GeneralizedLinearMixedModel:
                 self.nested = NestedIntegrator(levels, points, self.method)
         self._last = None  # (β, Λs, Modes) of the last PIRLS: its start at the next point
         self.theta0: np.ndarray | None = None   # start θ given by the user (:mod:`.start`)
+        self.dense = False   # PIRLS factors H dense (small q, several terms): set by :mod:`.newton`
         self.n_extra = family.n_extra
 
     # --- parameters ------------------------------------------------------------------
@@ -97,10 +98,10 @@ class GeneralizedLinearMixedModel:
 
     def modes(self, beta, xi, theta, dense: bool = False):
         """PIRLS at (β, ξ, θ), started from the last modes moved to first order (:meth:`_predict`);
-        ``dense``: H factored dense (:func:`.pirls.pirls`)."""
+        ``dense`` (or the model's ``dense``): H factored dense (:func:`.pirls.pirls`)."""
         lams = self.lambdas(theta)
         m = pirls(self.system, self.family, self.y, self.eta0(beta), lams, xi, self._predict(beta, xi, lams),
-                  dense=dense)
+                  dense=dense or self.dense)
         if np.all(np.isfinite(m.u)):
             self._last = (np.array(beta, dtype=float), lams, m)
         return m

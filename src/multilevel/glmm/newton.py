@@ -9,7 +9,8 @@ the θ entries bounded below by 0 at least half way from the bound (the
 fraction-to-the-boundary rule of interior-point methods): a full first step
 can cross 0, where ℓ_L is even in a diagonal θ and its gradient vanishes.
 Steps are halved until −2ℓ_L does not increase; the fit stops when the
-Newton decrement gᵀN⁻¹g is below ``tol``.
+Newton decrement gᵀN⁻¹g is below ``tol``.  Once it is below ``KEEP`` the
+matrix is no longer recomputed (the same number of steps on B6, four matrices fewer).
 
 Applies to Laplace fits without ancillary parameters whose Λ is linear in θ;
 anything else, a failure, or an optimum with a variance near zero (where the
@@ -25,6 +26,7 @@ from .fastfit import _damped_step, _jacobian
 from .laplace_gradient import LaplaceGradient
 
 NEAR_ZERO = -9.0    # a log SD below this at the optimum: left to the derivative-free path
+KEEP = 1e-3         # Newton decrement below which the Newton matrix is kept (it changes little there)
 
 
 def applies(model) -> bool:
@@ -48,12 +50,15 @@ def newton_fit(model, beta: np.ndarray, theta: np.ndarray, tol: float = 1e-10,
         with np.errstate(over="ignore", under="ignore", divide="ignore", invalid="ignore"):
             v, g = lg(x)
             opt.fitlog.append((x.copy(), v))
+            dec = np.inf
             for _ in range(max_iter):
                 if not np.isfinite(v):
                     return None
-                N = lg.newton_matrix()
+                if dec > KEEP:
+                    N = lg.newton_matrix()
                 step = _damped_step(-N, -g)
-                if -g @ step < tol:
+                dec = -g @ step
+                if dec < tol:
                     break
                 x, v, g = _line_search(lg, opt, x, v, step, lower)
             else:
@@ -64,6 +69,7 @@ def newton_fit(model, beta: np.ndarray, theta: np.ndarray, tol: float = 1e-10,
             scale = np.sqrt(np.diag(K @ np.linalg.inv(0.5 * N) @ K.T))
     except (np.linalg.LinAlgError, FloatingPointError, ValueError):
         return None
+    model.dense = True      # H of the size the Newton fit factored: dense for the information, too
     opt.return_code = "newton decrement below tolerance"
     opt.converged = True
     opt.final, opt.fmin, opt.n_evals = x, v, len(opt.fitlog)

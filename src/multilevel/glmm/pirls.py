@@ -70,6 +70,13 @@ class DenseFactor:
     def solve(self, r: np.ndarray) -> np.ndarray:
         return scipy.linalg.cho_solve(self.cf, r, check_finite=False)
 
+    def inverse(self) -> np.ndarray:
+        """H⁻¹ (LAPACK ``potri`` from the factor, symmetrized)."""
+        inv, info = scipy.linalg.lapack.dpotri(self.cf[0], lower=1)
+        if info:
+            raise np.linalg.LinAlgError("H is singular")
+        return np.tril(inv) + np.tril(inv, -1).T
+
 
 class SlotPattern:
     """A = ZΛ by its slots: row i touches one column of A per slot s = (term t, column c),
@@ -179,8 +186,10 @@ class PenalizedSystem:
         a = self.slots.values(lams)
         H = self.slots.gram(a, a * w)
         H[np.diag_indices(self.q)] += 1.0
-        cf = scipy.linalg.cho_factor(H, lower=True, check_finite=False)
-        return DenseFactor(cf, 2 * np.log(np.diag(cf[0])).sum())
+        L, info = scipy.linalg.lapack.dpotrf(H, lower=1, clean=0, overwrite_a=1)
+        if info:
+            raise np.linalg.LinAlgError("H is not positive definite")
+        return DenseFactor((L, True), 2 * np.log(np.diag(L)).sum())
 
 
 class _RestPattern:
