@@ -28,7 +28,6 @@ H is the dense factor PIRLS leaves at the modes (:meth:`.pirls.PenalizedSystem.d
 from __future__ import annotations
 
 import numpy as np
-import scipy.linalg
 
 from .onefactor import third, xi_partials
 
@@ -64,14 +63,12 @@ class LaplaceGradient:
         wp = np.where(-d2 > 0, -third(fam, model.y, m.eta, xi), 0.0)
         vals = self.slots.values(lams)
         q = model.system.q
-        cf = m.factor.cf
         Hinv = m.factor.inverse()
         # Q[s, i] = (AH⁻¹)[i, cols_s(i)]; h_i = Σ_s vals_s(i) Q[s, i]
         Q = np.einsum("rsi,ri->si", Hinv[self.cols[:, None, :], self.cols[None, :, :]], vals)
         h = np.einsum("si,si->i", vals, Q)
         c = h * wp
-        s = scipy.linalg.cho_solve(cf, np.bincount(self.cols.ravel(), weights=(vals * c).ravel(), minlength=q),
-                                   check_finite=False)
+        s = m.factor.solve(np.bincount(self.cols.ravel(), weights=(vals * c).ravel(), minlength=q))
         ev = np.einsum("si,si->i", vals, s[self.cols])
         r = d1 - 0.5 * c + 0.5 * w * ev
         g_beta = model.X.T @ r
@@ -91,7 +88,7 @@ class LaplaceGradient:
             dll, dd1, dd2, _ = xi_partials(fam, model.y, m.eta, zxi)
             g_xi = np.array([np.sum(dll[j] - 0.5 * ev * dd1[j] + 0.5 * h * dd2[j]) for j in range(e)])
         value = float(ll.sum() - 0.5 * m.u @ m.u - 0.5 * m.factor.logdet)
-        self._state = (theta, m, w, d1, cf, Hinv, vals)
+        self._state = (theta, m, w, d1, Hinv, vals)
         return -2.0 * value, -2.0 * np.concatenate([g_beta, g_xi, *g_theta])
 
     def newton_matrix(self) -> np.ndarray:
@@ -104,7 +101,7 @@ class LaplaceGradient:
         (the one-factor matrix of :meth:`.onefactor.OneFactor.laplace` with a dense H).  Only
         the terms through ℓ‴ are missing."""
         model = self.model
-        theta, m, w, d1, cf, Hinv, vals = self._state
+        theta, m, w, d1, Hinv, vals = self._state
         p = model.p
         us = model.system.split(m.u)
         V, B = [], []                      # ZΛ_lû (n,) and ZΛ_l at the slots (K, n)
@@ -120,7 +117,7 @@ class LaplaceGradient:
         Gu = -self.slots.t_times(vals, w[:, None] * XV)
         for l, b in enumerate(B):
             Gu[:, p + l] += self.slots.t_times(b, d1[:, None])[:, 0]
-        Hp = -(XV.T @ (w[:, None] * XV)) + Gu.T @ scipy.linalg.cho_solve(cf, Gu, check_finite=False)
+        Hp = -(XV.T @ (w[:, None] * XV)) + Gu.T @ m.factor.solve(Gu)
         S = [(self.slots.sym_sparse(vals, w * b) @ Hinv).T for b in B]     # H⁻¹H_l (H_l symmetric)
         nt = len(B)
         for l in range(nt):

@@ -62,20 +62,43 @@ class PenalizedFactor:
 
 @dataclass
 class DenseFactor:
-    """Cholesky factor of H held dense (small systems of several terms, :meth:`PenalizedSystem.dense_factor`)."""
+    """Cholesky factor L of H held dense (small systems of several terms,
+    :meth:`PenalizedSystem.dense_factor`), with its two blocks: term 1 (most groups) block
+    diagonal, L₁₁ = chol(H₁₁) by batched k₁×k₁ factors, then W = H₂₁L₁₁⁻ᵀ and L₂₂ = chol(S),
+    S = H₂₂ − WWᵀ the Schur complement of the other terms."""
 
-    cf: tuple                       # (L, lower) as :func:`scipy.linalg.cho_factor` returns it
+    L: np.ndarray                   # (q × q) lower triangle (the upper is not read)
+    L11inv: np.ndarray              # (G₁, k₁, k₁)
+    W: np.ndarray                   # (q_r × q₁)
+    L22: np.ndarray                 # (q_r × q_r) lower triangle
     logdet: float
 
     def solve(self, r: np.ndarray) -> np.ndarray:
-        return scipy.linalg.cho_solve(self.cf, r, check_finite=False)
+        """H⁻¹r (LAPACK ``potrs``; r a vector or a matrix)."""
+        x, info = scipy.linalg.lapack.dpotrs(self.L, r, lower=1)
+        if info:
+            raise ValueError("potrs: illegal argument")
+        return x
 
     def inverse(self) -> np.ndarray:
-        """H⁻¹ (LAPACK ``potri`` from the factor, symmetrized)."""
-        inv, info = scipy.linalg.lapack.dpotri(self.cf[0], lower=1)
+        """H⁻¹ by blocks: with V = W·L₁₁⁻¹ and S⁻¹ = L₂₂⁻ᵀL₂₂⁻¹,
+        H⁻¹ = [[L₁₁⁻ᵀL₁₁⁻¹ + VᵀS⁻¹V, −VᵀS⁻¹], [−S⁻¹V, S⁻¹]]."""
+        G, k, _ = self.L11inv.shape
+        q1 = G * k
+        V = np.einsum("rga,gab->rgb", self.W.reshape(-1, G, k), self.L11inv).reshape(-1, q1)
+        Sinv, info = scipy.linalg.lapack.dpotri(self.L22, lower=1)
         if info:
             raise np.linalg.LinAlgError("H is singular")
-        return np.tril(inv) + np.tril(inv, -1).T
+        Sinv = np.tril(Sinv) + np.tril(Sinv, -1).T
+        out = np.empty((q1 + len(Sinv),) * 2)
+        out[q1:, q1:] = Sinv
+        out[q1:, :q1] = -Sinv @ V
+        out[:q1, q1:] = out[q1:, :q1].T
+        out[:q1, :q1] = -V.T @ out[q1:, :q1]
+        blocks = np.einsum("gca,gcb->gab", self.L11inv, self.L11inv)
+        idx = np.arange(q1).reshape(G, k)
+        out[idx[:, :, None], idx[:, None, :]] += blocks
+        return out
 
 
 class SlotPattern:
@@ -181,15 +204,26 @@ class PenalizedSystem:
         return self._slots
 
     def dense_factor(self, w: np.ndarray, lams: list[np.ndarray]) -> DenseFactor:
-        """Dense Cholesky factor of H = AᵀWA + I: cheaper than the blocked one while q is a few
-        hundred (one ``bincount`` and one LAPACK call instead of the Schur-complement pieces)."""
+        """Cholesky factor of H = AᵀWA + I assembled dense (several terms): cheaper than the
+        blocked one while q is a few hundred (:class:`DenseFactor`)."""
         a = self.slots.values(lams)
         H = self.slots.gram(a, a * w)
         H[np.diag_indices(self.q)] += 1.0
-        L, info = scipy.linalg.lapack.dpotrf(H, lower=1, clean=0, overwrite_a=1)
+        t1 = self.terms[0]
+        q1 = t1.q
+        idx = np.arange(q1).reshape(t1.n_groups, t1.k)
+        L11 = batched.cholesky(H[idx[:, :, None], idx[:, None, :]])
+        L11inv = batched.tri_inverse(L11)
+        W = np.einsum("rgb,gab->rga", H[q1:, :q1].reshape(-1, t1.n_groups, t1.k), L11inv).reshape(-1, q1)
+        L22, info = scipy.linalg.lapack.dpotrf(H[q1:, q1:] - W @ W.T, lower=1, clean=0, overwrite_a=1)
         if info:
             raise np.linalg.LinAlgError("H is not positive definite")
-        return DenseFactor((L, True), 2 * np.log(np.diag(L)).sum())
+        L = np.zeros_like(H)
+        L[idx[:, :, None], idx[:, None, :]] = L11
+        L[q1:, :q1] = W
+        L[q1:, q1:] = L22
+        logdet = 2 * (np.log(np.diagonal(L11, axis1=1, axis2=2)).sum() + np.log(np.diag(L22)).sum())
+        return DenseFactor(L, L11inv, W, L22, logdet)
 
 
 class _RestPattern:
