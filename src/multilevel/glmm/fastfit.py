@@ -72,7 +72,7 @@ def _laplace_opt(model, one, glm, tol: float = 1e-11, max_iter: int = 200):
     L, g, Hp = one.laplace(x, hessian=True)
     for _ in range(max_iter):
         opt.fitlog.append((x.copy(), -2 * L))
-        step = _damped_step(Hp, g)
+        step = damped_step(Hp, g)
         if g @ step < tol:
             break
         t = 1.0
@@ -185,7 +185,7 @@ def _quadrature(model, one, x, opt: OptSummary, max_iter: int = 100, tol: float 
         else:
             moved = 0.0
         opt.fitlog.append((x.copy(), -2 * Q))
-        step = _damped_step(H, g)
+        step = damped_step(H, g)
         if g @ step < tol and moved < moved_tol:
             break
         t = 1.0
@@ -206,7 +206,7 @@ def _quadrature(model, one, x, opt: OptSummary, max_iter: int = 100, tol: float 
     return x, np.linalg.inv(-H), Q
 
 
-def _damped_step(H, g):
+def damped_step(H, g):
     """Newton step −H⁻¹g, or a Levenberg-damped one if −H is not positive definite."""
     lam = 0.0
     scale = np.max(np.abs(np.diag(H))) + 1e-12
@@ -227,7 +227,7 @@ def _finish(model, one, opt, x, V, ll) -> FastFit:
     free = np.isfinite(phi) & (phi > BOUNDARY)
     if not np.all(free):
         raise ValueError("a variance at the boundary: use the derivative-free path")
-    K = _jacobian(model, x)
+    K = psi_jacobian(model, x)
     vcov = K @ V @ K.T
     x = np.concatenate([x[:p + e], model.theta_of(phi)])      # canonical signs
     beta, zxi, th = one.unpack(x)
@@ -239,7 +239,7 @@ def _finish(model, one, opt, x, V, ll) -> FastFit:
     return FastFit(opt, x, vcov, phi, free, float(ll), blups)
 
 
-def _jacobian(model, x) -> np.ndarray:
+def psi_jacobian(model, x) -> np.ndarray:
     """K = ∂ψ/∂x for ψ = (β, ξ in Stata's metric, φ)."""
     p, e = model.p, model.n_extra
 

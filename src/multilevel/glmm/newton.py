@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..optimize import OptSummary
-from .fastfit import _damped_step, _jacobian
+from .fastfit import damped_step, psi_jacobian
 from .laplace_gradient import LaplaceGradient
 
 NEAR_ZERO = -9.0    # a log SD below this at the optimum: left to the derivative-free path
@@ -56,7 +56,7 @@ def newton_fit(model, beta: np.ndarray, theta: np.ndarray, tol: float = 1e-10,
                     return None
                 if dec > KEEP:
                     N = lg.newton_matrix()
-                step = _damped_step(-N, -g)
+                step = damped_step(-N, -g)
                 dec = -g @ step
                 if dec < tol:
                     break
@@ -65,7 +65,7 @@ def newton_fit(model, beta: np.ndarray, theta: np.ndarray, tol: float = 1e-10,
                 return None
             if np.any(~(model.natural(x[model.p:]) > NEAR_ZERO)):
                 return None
-            K = _jacobian(model, x)
+            K = psi_jacobian(model, x)
             scale = np.sqrt(np.diag(K @ np.linalg.inv(0.5 * N) @ K.T))
     except (np.linalg.LinAlgError, FloatingPointError, ValueError):
         return None
