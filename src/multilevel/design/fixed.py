@@ -50,13 +50,16 @@ def variables(formula: str) -> list[str]:
     return sorted(str(v) for v in Formula(formula).required_variables)
 
 
-def build(formula: str, constant: bool, frame: pd.DataFrame) -> FixedTerm:
-    """X for ``formula`` on ``frame`` with Stata names, ``_cons`` last.
+def build(formula: str, constant: bool, frame: pd.DataFrame,
+          looked_up: dict[str, pd.Series] | None = None) -> FixedTerm:
+    """X for ``formula`` on ``frame`` with Stata names, ``_cons`` last (``looked_up``: columns of
+    ``frame`` already taken).
 
     A formula of plain variable names is read straight from the columns;
     anything else (factors, interactions, transforms) goes through formulaic.
     """
-    columns = {var: frame[var] for var in variables(formula)}
+    looked_up = looked_up or {}
+    columns = {var: looked_up[var] if var in looked_up else frame[var] for var in variables(formula)}
     for var, column in columns.items():
         if not _numeric(column) and f"C({var}" not in formula:
             raise DataError(f"variable '{var}' is not numeric; use i.{var} for a categorical variable")

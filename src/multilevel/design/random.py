@@ -67,8 +67,15 @@ def variables(levels: tuple[ReLevel, ...]) -> list[str]:
     return list(dict.fromkeys(out))
 
 
-def build(levels: tuple[ReLevel, ...], frame: pd.DataFrame) -> list[ReEquation]:
-    """One :class:`ReEquation` per level (per ``R.var`` in an ``_all`` level)."""
+def build(levels: tuple[ReLevel, ...], frame: pd.DataFrame,
+          looked_up: dict[str, pd.Series] | None = None) -> list[ReEquation]:
+    """One :class:`ReEquation` per level (per ``R.var`` in an ``_all`` level); ``looked_up``:
+    columns of ``frame`` already taken."""
+    looked_up = looked_up or {}
+
+    def column(name: str) -> pd.Series:
+        return looked_up[name] if name in looked_up else frame[name]
+
     out = []
     n = len(frame)
     for i, lvl in enumerate(levels):
@@ -78,34 +85,35 @@ def build(levels: tuple[ReLevel, ...], frame: pd.DataFrame) -> list[ReEquation]:
             if len(lvl.terms) > 1:
                 raise DataError("give each R.var its own '|| _all:' equation")
             var = lvl.terms[0][2:]
-            refs, groups = group_codes(frame, (var,))
+            refs, groups = group_codes(frame, (var,), column)
             out.append(ReEquation(i, lvl.name, (var,), refs, groups, np.ones((n, 1)),
                                   (lvl.terms[0],), lvl.covariance))
             continue
         names, cols = [], []
         for term in lvl.terms:
-            for name, values in _term_columns(frame, term):
+            for name, values in _term_columns(column, term):
                 names.append(name)
                 cols.append(values)
         if lvl.constant:
             names.append("_cons")
             cols.append(np.ones(n))
-        refs, groups = group_codes(frame, lvl.group)
+        refs, groups = group_codes(frame, lvl.group, column)
         out.append(ReEquation(i, lvl.name, lvl.group, refs, groups, np.column_stack(cols),
                               tuple(names), lvl.covariance))
     return out
 
 
-def _term_columns(frame: pd.DataFrame, term: str) -> list[tuple[str, np.ndarray]]:
-    """Columns of a random-effects term: a numeric variable, or the indicators of a factor
-    variable's levels except the base (``i.x``: the lowest level; ``ib#.x``: level #), named
-    as Stata names them (``2.x``)."""
+def _term_columns(column, term: str) -> list[tuple[str, np.ndarray]]:
+    """Columns of a random-effects term (``column(name)``: the data's column): a numeric
+    variable, or the indicators of a factor variable's levels except the base (``i.x``: the
+    lowest level; ``ib#.x``: level #), named as Stata names them (``2.x``)."""
     if "." not in term:
-        if not pd.api.types.is_numeric_dtype(frame[term]):
+        values = column(term)
+        if not pd.api.types.is_numeric_dtype(values):
             raise DataError(f"random slope '{term}' is not numeric; use i.{term} for a factor")
-        return [(term, frame[term].to_numpy(dtype=float))]
+        return [(term, values.to_numpy(dtype=float))]
     prefix, var = term.split(".", 1)
-    values = frame[var].to_numpy()
+    values = column(var).to_numpy()
     levels = np.unique(values)
     base = levels[0] if prefix == "i" else type(levels[0])(float(prefix[2:].strip("()")))
     if base not in levels:
@@ -113,12 +121,13 @@ def _term_columns(frame: pd.DataFrame, term: str) -> list[tuple[str, np.ndarray]
     return [(f"{level_label(str(lv))}.{var}", (values == lv).astype(float)) for lv in levels if lv != base]
 
 
-def group_codes(frame: pd.DataFrame, key: tuple[str, ...]) -> tuple[np.ndarray, tuple]:
-    """Sorted group codes of the combinations of ``key`` (``_all``: one group)."""
+def group_codes(frame: pd.DataFrame, key: tuple[str, ...], column=None) -> tuple[np.ndarray, tuple]:
+    """Sorted group codes of the combinations of ``key`` (``_all``: one group); ``column(name)``:
+    a column of ``frame`` already looked up, if given."""
     if not key:
         return np.zeros(len(frame), dtype=np.int32), ("_all",)
     if len(key) == 1:
-        column = frame[key[0]]
+        column = frame[key[0]] if column is None else column(key[0])
         if isinstance(column.dtype, np.dtype) and column.dtype.kind in "biu":  # no missing values possible
             uniques, codes = _integer_codes(column.to_numpy())
             return codes.astype(np.int32), tuple(uniques.tolist())
@@ -143,3 +152,4 @@ def _integer_codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     present[shifted] = True
     rank = np.cumsum(present) - 1
     return (np.flatnonzero(present) + lo).astype(values.dtype), rank[shifted]
+

@@ -43,9 +43,12 @@ def check_variables(data: pd.DataFrame, names: list[str]) -> None:
 
 
 def select(data: pd.DataFrame, variables: list[str], if_expr: str | None,
-           in_range: tuple[int, int] | None) -> SampleInfo:
-    """Rows satisfying ``if``/``in`` with no missing value in ``variables``."""
-    check_variables(data, variables)
+           in_range: tuple[int, int] | None, columns: dict[str, pd.Series] | None = None) -> SampleInfo:
+    """Rows satisfying ``if``/``in`` with no missing value in ``variables`` (``columns``: those
+    variables' columns, if already looked up)."""
+    if columns is None:
+        check_variables(data, variables)
+        columns = {var: data[var] for var in variables}
     keep = np.ones(len(data), dtype=bool)
     if in_range is not None:
         keep &= _in_mask(len(data), in_range)
@@ -54,7 +57,7 @@ def select(data: pd.DataFrame, variables: list[str], if_expr: str | None,
     n_if_in = int((~keep).sum())
     complete = np.ones(len(data), dtype=bool)
     for var in variables:
-        complete &= _present(data[var])
+        complete &= _present(columns[var])
     n_missing = int((keep & ~complete).sum())
     rows = np.flatnonzero(keep & complete)
     if len(rows) == 0:
