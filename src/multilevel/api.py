@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 
 from . import design as _design
+from .blas import fitting_threads
 from .spec import ModelSpec, SpecError, parse
 from .spec.stata import COMMANDS
 
@@ -48,6 +49,7 @@ def mixed(formula: str, data: pd.DataFrame, reml: bool | None = None, **options:
     return _fit_spec(spec, data)
 
 
+@fitting_threads
 def _fit_spec(spec: ModelSpec, data: pd.DataFrame, stset: str | None = None):
     from .lmm.fit import fit as fit_lmm
 

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from .. import design as _design
+from ..blas import fitting_threads
 from ..spec import ModelSpec, SpecError, parse
 from ..spec.errors import DataError
 from .families import ALLOWED, Ordinal, make_family
@@ -37,6 +38,7 @@ KEYWORDS = ("family", "link", "binomial", "exposure", "offset", "intmethod", "in
 MAX_POINTS = 128
 
 
+@fitting_threads
 def fit_spec(spec: ModelSpec, data: pd.DataFrame):
     """Fit a GLMM command's spec on ``data``."""
     from .fit import fit

@@ -21,6 +21,7 @@ import pandas as pd
 from scipy import sparse
 from scipy.optimize import least_squares
 
+from ..blas import fitting_threads
 from ..design import Design
 from ..design.fixed import FixedTerm
 from ..design.random import ReEquation, group_codes
@@ -209,6 +210,7 @@ class NonlinearModel:
         return distinct[:n_keep]
 
 
+@fitting_threads
 def fit(text: str, data: pd.DataFrame, tol: float = 1e-9, max_iter: int = 500):
     """Fit ``menl`` and return :class:`~multilevel.inference.results.MixedResults` of the
     linearized model at convergence, titled as Stata's menl.  From each distinct start

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from .. import design as _design
+from ..blas import fitting_threads
 from ..glmm.api import _check_design, _check_levels, _integration, _resolve
 from ..spec import ModelSpec, SpecError
 from ..spec.errors import DataError
@@ -23,6 +24,7 @@ _SHOWN = {"exponential": "exponential", "weibull": "Weibull", "lognormal": "logn
           "loglogistic": "loglogistic"}
 
 
+@fitting_threads
 def fit_spec(spec: ModelSpec, data: pd.DataFrame, stset: str | None):
     """Fit ``mestreg`` on ``data`` with the survival-time settings ``stset``."""
     from ..glmm.fit import fit
