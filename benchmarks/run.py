@@ -93,7 +93,7 @@ PROBLEMS = {
                      data="b5b", reps=5, quick=2, ref_loglik=-114900.2536, peer_key="B5b"),
     "B6": dict(title="grouseticks Poisson, crossed brood × location, Laplace", call="fit",
                text="mepoisson ticks i.year height_s || _all: R.brood || location:, intmethod(laplace)",
-               data="grouseticks", reps=10, quick=3, ref_loglik=-987.9382, peer_key="B6"),
+               data="grouseticks", reps=40, quick=10, ref_loglik=-987.9382, peer_key="B6"),
 }
 GLMM = ["B5a_lap", "B5a_agq7", "B5b_lap", "B5b_agq7", "B6"]
 DEFAULT = ["B1", "B2", "B3", "B4_1e5", "B4_1e6", "B4_ar1"] + GLMM
