@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..linalg.dense import spd_solve
+from ..linalg.dense import schur_pivots, spd_solve
 from ..spec.errors import DataError
 from ..spec.factor import stata_name
 
@@ -131,6 +131,11 @@ def _independent_columns(X: np.ndarray, prefer_last: bool, tol: float = 1e-13) -
     order = ([p - 1] + list(range(p - 1))) if (prefer_last and p) else list(range(p))
     gram = X.T @ X
     keep = np.zeros(p, dtype=bool)
+    ordered = gram[np.ix_(order, order)]
+    pivots = schur_pivots(ordered) if p else None
+    if pivots is not None and np.all(pivots > tol * np.diag(ordered)):  # no column is dependent
+        keep[:] = True
+        return keep
     kept: list[int] = []
     for j in order:
         norm2 = gram[j, j]

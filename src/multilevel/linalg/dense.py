@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy.linalg.lapack import dposv
+from scipy.linalg.lapack import dposv, dpotrf
 
 
 def spd_solve(A: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -13,3 +13,11 @@ def spd_solve(A: np.ndarray, b: np.ndarray) -> np.ndarray:
     if info:
         raise np.linalg.LinAlgError("the matrix is not positive definite")
     return x
+
+
+def schur_pivots(A: np.ndarray) -> np.ndarray | None:
+    """The squared diagonal of A's Cholesky factor: entry j is the Schur complement of A_jj on the
+    leading j×j block (the squared norm of column j's residual on the columns before it, for a
+    Gram matrix); None if A is not positive definite."""
+    L, info = dpotrf(A, lower=1)
+    return None if info else np.diag(L) ** 2

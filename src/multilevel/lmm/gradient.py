@@ -174,7 +174,7 @@ def _differenced_parts(model: LinearMixedModel, theta: np.ndarray, sl: slice, h:
 def _first_term_columns(model: LinearMixedModel, f: Factor, Linv: np.ndarray, q: int):
     """Ỹ = L₂₁ blockdiag(L₁₁,g⁻¹) over the rows of Ω: (sparse rows of the other terms, dense X rows)."""
     G, k, _ = Linv.shape
-    blk = sparse.csr_matrix((Linv.ravel(), model._t_indices, model._t_indptr), shape=(G * k, G * k))
+    blk = model.block_diagonal(Linv)
     YZ = (f.L21Z @ blk).tocsc()
     if q == model.q_rest:
         return YZ

@@ -114,11 +114,18 @@ class LinearMixedModel:
         self.m = self.q_rest + self.p + 1
         self._rest_offsets = _offsets([t.q for t in rest])
         self._rest_diag = np.arange(self.q_rest)
-        if self.terms:
+
+    def block_diagonal(self, blocks: np.ndarray) -> sparse.csr_matrix:
+        """The first term's (G, k, k) blocks as a sparse block-diagonal matrix (index pattern
+        formed once)."""
+        pattern = self.__dict__.get("_block_pattern")
+        if pattern is None:
             first = self.terms[0]
             k, g = first.k, np.arange(first.n_groups)
-            self._t_indptr = np.arange(0, first.q * k + 1, k)
-            self._t_indices = np.repeat(g * k, k * k) + np.tile(np.arange(k), first.n_groups * k)
+            pattern = self._block_pattern = (np.repeat(g * k, k * k) + np.tile(np.arange(k), first.n_groups * k),
+                                             np.arange(0, first.q * k + 1, k))
+        G, k = blocks.shape[:2]
+        return sparse.csr_matrix((blocks.ravel(), *pattern), shape=(G * k, G * k))
 
     def _stats(self, D: np.ndarray, zs: list[np.ndarray]) -> None:
         """Cross-products of [Z X y] in blocks (once, or once per residual φ)."""
@@ -376,8 +383,7 @@ class LinearMixedModel:
             scale = self._scalar_rest_scale(lams[1:])
             return sparse.csr_matrix((A.data * scale[rows] * Tblk.ravel()[A.indices], A.indices, A.indptr),
                                      shape=A.shape)
-        G, k = Tblk.shape[:2]
-        T = sparse.csr_matrix((Tblk.ravel(), self._t_indices, self._t_indptr), shape=(G * k, G * k))
+        T = self.block_diagonal(Tblk)
         lam_t = self._rest_lambda_t(lams[1:])
         return (lam_t[:self.q_rest, :self.q_rest] @ (A @ T)).tocsr()
 

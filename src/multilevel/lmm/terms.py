@@ -25,7 +25,7 @@ class RandomTerm:
         self.equations = equations
         self.refs = equations[0].refs
         self.n_groups = equations[0].n_groups
-        self.z = np.column_stack([eq.z for eq in equations])
+        self.z = equations[0].z if len(equations) == 1 else np.column_stack([eq.z for eq in equations])
         self.k = self.z.shape[1]
         self.structures = [make(eq.covariance, eq.k) for eq in equations]
         self.col_slices = _slices([eq.k for eq in equations])
