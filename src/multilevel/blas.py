@@ -25,7 +25,7 @@ def _blas_libraries() -> list:
     LAPACK is loaded: scipy ships its own OpenBLAS)."""
     global _controllers
     if _controllers is None:
-        import scipy.linalg.lapack  # noqa: F401
+        import scipy.linalg.lapack  # noqa: F401  (loads scipy's BLAS before the search)
         from threadpoolctl import ThreadpoolController
 
         _controllers = [c for c in ThreadpoolController().lib_controllers if c.user_api == "blas"]

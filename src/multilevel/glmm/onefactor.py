@@ -408,7 +408,7 @@ class OneFactor:
         beta, zxi, theta = self.unpack(x)
         xi = self.family.from_opt(zxi)
         lam = self.term.lam(theta)
-        z, refs, fam, n = self.z, self.refs, self.family, self.n
+        z, refs, fam = self.z, self.refs, self.family
         U = m[:, None, :] + np.einsum("gab,jb->gja", C, nodes)            # (G, M, k)
         Bn = U @ lam.T
         eta0 = self.model.offset + self.X @ beta

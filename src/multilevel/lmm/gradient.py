@@ -127,8 +127,8 @@ def _pieces_multi(model: LinearMixedModel, f: Factor) -> tuple[np.ndarray, np.nd
     if info:
         raise np.linalg.LinAlgError("singular penalized system")
     x2, u1 = model.spherical(f)
-    first, G1, k1 = model.terms[0], *f.L11.shape[:2]
-    Linv = batched.tri_inverse(f.L11)                                   # (G, k, k)
+    k1 = f.L11.shape[1]
+    Linv = f.l11_inverse()                                              # (G, k, k)
     if model.schur_pattern() is not None:
         B = [(Linv.transpose(0, 2, 1) @ Linv).sum(axis=0) + _scalar_first_trace(model, f, S)]
     else:
