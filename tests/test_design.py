@@ -1,5 +1,6 @@
-"""Design building: group codes."""
+"""Design building: group codes, fixed-effects columns."""
 import numpy as np
+import pandas as pd
 import pytest
 
 
@@ -15,3 +16,37 @@ def test_integer_group_codes_equal_numpy_unique(values):
     assert uniques.dtype == ref_uniques.dtype
     np.testing.assert_array_equal(uniques, ref_uniques)
     np.testing.assert_array_equal(codes, ref_codes)
+
+
+_FACTOR_DATA = pd.DataFrame({"year": np.random.default_rng(0).choice([95, 96, 97], 50),
+                             "x": np.random.default_rng(1).standard_normal(50),
+                             "g": np.random.default_rng(2).choice([1.0, 2.0, 3.0], 50),
+                             "h": np.random.default_rng(3).integers(0, 4, 50)})
+
+
+@pytest.mark.parametrize("formula", ["C(year) + x", "x + C(year)", "C(year, contr.treatment(base=96)) + x",
+                                     "x + C(g) + C(year)", "C(h)", "x"])
+def test_integer_factors_without_formulaic_equal_formulaic(formula):
+    """Plain variables and integer-coded i.var are read directly; X, names and omissions are
+    formulaic's (the reference here: its model matrix for the same formula)."""
+    from formulaic import model_matrix
+
+    from multilevel.design import fixed
+
+    fast = fixed.build(formula, True, _FACTOR_DATA)
+    mm = model_matrix(formula, fixed._categoricals_as_int(_FACTOR_DATA, formula))
+    X, cols = fixed._cons_last(np.asarray(mm, dtype=float), [fixed.stata_name(c) for c in mm.columns])
+    assert list(fast.columns) == cols
+    np.testing.assert_array_equal(fast.X, X)
+    np.testing.assert_array_equal(fast.matrix(_FACTOR_DATA), fast.X)
+
+
+def test_new_data_with_a_level_the_fit_did_not_see_is_an_error():
+    from multilevel.design import fixed
+    from multilevel.spec.errors import DataError
+
+    fx = fixed.build("C(year) + x", True, _FACTOR_DATA)
+    part = _FACTOR_DATA[_FACTOR_DATA.year != 95].reset_index(drop=True)
+    np.testing.assert_array_equal(fx.matrix(part)[:, :2], np.column_stack([part.year == 96, part.year == 97]))
+    with pytest.raises(DataError, match="level"):
+        fx.matrix(_FACTOR_DATA.assign(year=_FACTOR_DATA.year.replace(97, 98)))

@@ -13,7 +13,7 @@ import pandas as pd
 
 from ..linalg.dense import schur_pivots, spd_solve
 from ..spec.errors import DataError
-from ..spec.factor import stata_name
+from ..spec.factor import level_label, stata_name
 
 
 @dataclass(frozen=True)
@@ -25,10 +25,13 @@ class FixedTerm:
     omitted: tuple[str, ...]
     model_spec: object | None  # formulaic ModelSpec (None when X is plain columns)
     columns: tuple[str, ...] = ()  # all columns before omission, Stata names
+    factors: tuple = ()  # (variable, levels) of each i.var read without formulaic, in order
 
     def matrix(self, data: pd.DataFrame) -> np.ndarray:
         """X for new data: the same columns (omitted ones left out), same encoding."""
-        if self.model_spec is None:
+        if self.model_spec is None and self.factors:
+            X = _simple_columns(data, len(data), self._terms(), "_cons" in self.columns, dict(self.factors))[0]
+        elif self.model_spec is None:
             X = _plain_columns([data[c].to_numpy(dtype=float) for c in self.columns if c != "_cons"],
                                "_cons" in self.columns, len(data))
         else:
@@ -36,6 +39,15 @@ class FixedTerm:
             X = _cons_last(np.asarray(mm, dtype=float), [stata_name(c) for c in mm.columns])[0]
         keep = [c in self.names for c in self.columns]
         return X[:, keep]
+
+    def _terms(self) -> list[tuple[str, bool, str | None]]:
+        """(variable, is a factor, base) per term of a formula read without formulaic."""
+        factors, out = dict(self.factors), []
+        for c in self.columns:
+            var = c.split(".", 1)[1] if "." in c else c
+            if c != "_cons" and not any(t[0] == var for t in out):
+                out.append((var, var in factors, factors[var][0] if var in factors else None))
+        return out
 
 
 def variables(formula: str) -> list[str]:
@@ -59,6 +71,11 @@ def build(formula: str, constant: bool, frame: pd.DataFrame,
     anything else (factors, interactions, transforms) goes through formulaic.
     """
     looked_up = looked_up or {}
+    simple = _simple_terms(formula) if constant else None  # without _cons formulaic codes one factor in full
+    if simple is not None:
+        columns = {var: looked_up[var] if var in looked_up else frame[var] for var, _, _ in simple}
+        if all(_integer_valued(columns[var]) for var, factor, _ in simple if factor):
+            return _simple_build(simple, constant, columns, len(frame))
     columns = {var: looked_up[var] if var in looked_up else frame[var] for var in variables(formula)}
     for var, column in columns.items():
         if not _numeric(column) and f"C({var}" not in formula:
@@ -82,6 +99,74 @@ def build(formula: str, constant: bool, frame: pd.DataFrame,
 
 
 _PLAIN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_FACTOR = re.compile(r"^C\(([A-Za-z_][A-Za-z0-9_]*)(?:,\s*contr\.treatment\(base=([^()]+)\))?\)$")
+
+
+def _simple_terms(formula: str) -> list[tuple[str, bool, str | None]] | None:
+    """(variable, is a factor, base) per term when every term is a variable or ``C(variable)``
+    (Stata's ``i.x`` / ``ib#.x``) and none repeats; None otherwise (formulaic builds X then)."""
+    out = []
+    for term in (t.strip() for t in formula.split("+")) if formula.strip() else ():
+        factor = _FACTOR.match(term)
+        if factor:
+            out.append((factor.group(1), True, factor.group(2)))
+        elif _PLAIN.match(term):
+            out.append((term, False, None))
+        else:
+            return None
+    return out if len({var for var, _, _ in out}) == len(out) else None
+
+
+def _integer_valued(column: pd.Series) -> bool:
+    """A numeric column whose values are all whole numbers (factor levels named ``2.x``)."""
+    if not isinstance(column.dtype, np.dtype) or column.dtype.kind not in "iuf":
+        return False
+    values = column.to_numpy()
+    return column.dtype.kind in "iu" or bool(np.all(np.mod(values, 1) == 0))
+
+
+def _simple_build(terms: list[tuple[str, bool, str | None]], constant: bool, columns: dict, n: int) -> FixedTerm:
+    """X of plain variables and integer-coded factors without formulaic: the factors' indicator
+    columns for every level but the base (the lowest, or ``ib#.``'s), in formulaic's order and
+    with Stata's names (``96.year``), ``_cons`` last."""
+    for var, factor, _ in terms:
+        if not factor and not _numeric(columns[var]):
+            raise DataError(f"variable '{var}' is not numeric; use i.{var} for a categorical variable")
+    X, cols, factors = _simple_columns(columns, n, terms, constant, {})
+    keep = _independent_columns(X, prefer_last=constant)
+    omitted = tuple(c for c, k in zip(cols, keep) if not k)
+    return FixedTerm(X if keep.all() else X[:, keep], tuple(c for c, k in zip(cols, keep) if k), omitted,
+                     None, tuple(cols), tuple(factors.items()))
+
+
+def _simple_columns(data, n: int, terms: list[tuple[str, bool, str | None]], constant: bool,
+                    fitted: dict) -> tuple[np.ndarray, list[str], dict]:
+    """Columns of :func:`_simple_build` from ``data[var]``; ``fitted``: the fit's (base, levels)
+    per factor (new data: a level the fit did not see is an error)."""
+    values, cols, factors = [], [], {}
+    for var, factor, base in terms:
+        x = data[var].to_numpy()
+        if not factor:
+            values.append(x.astype(float, copy=False))
+            cols.append(var)
+            continue
+        x = x.astype(np.int64) if x.dtype.kind == "f" else x
+        if var in fitted:
+            base_level, levels = fitted[var]
+            unseen = np.setdiff1d(np.unique(x), [base_level, *levels])
+            if len(unseen):
+                raise DataError(f"level(s) {', '.join(map(str, unseen))} of '{var}' do not occur in the fit")
+        else:
+            present = np.unique(x)
+            base_level = present[0] if base is None else type(present[0])(float(base.strip()))
+            if base_level not in present:
+                raise DataError(f"base level {base_level} of 'i.{var}' does not occur in the data")
+            levels = tuple(lv for lv in present.tolist() if lv != base_level)
+        factors[var] = (base_level, levels)
+        for lv in levels:
+            values.append((x == lv).astype(float))
+            cols.append(f"{level_label(str(lv))}.{var}")
+    return _plain_columns(values, constant, n), cols + (["_cons"] if constant else []), factors
 
 
 def _plain_columns(columns: list[np.ndarray], constant: bool, n: int) -> np.ndarray:
