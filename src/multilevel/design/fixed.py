@@ -57,6 +57,9 @@ def variables(formula: str) -> list[str]:
     terms = [t.strip() for t in formula.split("+")]
     if all(_PLAIN.match(t) for t in terms):
         return list(dict.fromkeys(terms))
+    simple = _simple_terms(formula)
+    if simple is not None:
+        return sorted(var for var, _, _ in simple)
     from formulaic import Formula
 
     return sorted(str(v) for v in Formula(formula).required_variables)
