@@ -50,3 +50,5 @@ def test_new_data_with_a_level_the_fit_did_not_see_is_an_error():
     np.testing.assert_array_equal(fx.matrix(part)[:, :2], np.column_stack([part.year == 96, part.year == 97]))
     with pytest.raises(DataError, match="level"):
         fx.matrix(_FACTOR_DATA.assign(year=_FACTOR_DATA.year.replace(97, 98)))
+    with pytest.raises(DataError, match="whole numbers"):
+        fixed.build("C(g) + x", True, _FACTOR_DATA).matrix(_FACTOR_DATA.assign(g=_FACTOR_DATA.g + 0.5))

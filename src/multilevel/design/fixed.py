@@ -153,7 +153,10 @@ def _simple_columns(data, n: int, terms: list[tuple[str, bool, str | None]], con
             values.append(x.astype(float, copy=False))
             cols.append(var)
             continue
-        x = x.astype(np.int64) if x.dtype.kind == "f" else x
+        if x.dtype.kind == "f":
+            if not np.all(np.mod(x, 1) == 0):
+                raise DataError(f"factor variable '{var}' has values that are not whole numbers")
+            x = x.astype(np.int64)
         if var in fitted:
             base_level, levels = fitted[var]
             unseen = np.setdiff1d(np.unique(x), [base_level, *levels])
