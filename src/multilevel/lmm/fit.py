@@ -207,7 +207,7 @@ def _se(vcov: np.ndarray, free: np.ndarray, i: int) -> float:
     """SE of natural parameter i (NaN when it is on the boundary)."""
     if not free[i]:
         return np.nan
-    j = int(np.flatnonzero(free).tolist().index(i))
+    j = int(np.count_nonzero(free[:i]))  # its row in vcov, which has the free parameters only
     return float(np.sqrt(vcov[j, j])) if vcov[j, j] >= 0 else np.nan
 
 
@@ -216,15 +216,15 @@ def _equations(model, theta, sigma2, nat, blups) -> tuple[EquationResult, ...]:
     for term, b in zip(model.terms, blups):
         for eq, cs in zip(term.equations, term.col_slices):
             blup_of[id(eq)] = b[:, cs]
-    free_idx = np.flatnonzero(nat.free)
+    row = np.cumsum(nat.free) - 1  # row of each free natural parameter in nat.vcov
     out = []
     for (eq, struct, sl), nsl in zip(equation_blocks(model), nat.slices):
         lam = struct.to_lambda(theta[sl])
         cov = sigma2 * lam @ lam.T
         phi = nat.phi[nsl]
         local = [i for i in range(nsl.start, nsl.stop) if nat.free[i]]
-        pos = [int(np.searchsorted(free_idx, i)) for i in local]
-        V = nat.vcov[np.ix_(pos, pos)]
+        pos = row[local]
+        V = nat.vcov[pos][:, pos]
         phi_se = np.array([_se(nat.vcov, nat.free, i) for i in range(nsl.start, nsl.stop)])
         se = covariance_se(struct, phi, [i - nsl.start for i in local], V) if local else np.full(cov.shape, np.nan)
         counts = eq.counts if eq.counts is not None else np.bincount(eq.refs, minlength=eq.n_groups)
