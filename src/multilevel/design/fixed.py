@@ -14,6 +14,7 @@ import pandas as pd
 from ..linalg.dense import schur_pivots, spd_solve
 from ..spec.errors import DataError
 from ..spec.factor import level_label, stata_name
+from .levels import base_and_levels
 
 
 @dataclass(frozen=True)
@@ -95,10 +96,15 @@ def build(formula: str, constant: bool, frame: pd.DataFrame,
         mm = model_matrix(rhs, _categoricals_as_int(frame, formula), na_action="raise")
         model_spec = mm.model_spec
         X, cols = _cons_last(np.asarray(mm, dtype=float), [stata_name(c) for c in mm.columns])
+    return _full_rank(X, cols, constant, model_spec)
+
+
+def _full_rank(X: np.ndarray, cols: list[str], constant: bool, model_spec, factors: tuple = ()) -> FixedTerm:
+    """The :class:`FixedTerm` with the columns that depend on earlier ones omitted."""
     keep = _independent_columns(X, prefer_last=constant)
     omitted = tuple(c for c, k in zip(cols, keep) if not k)
     return FixedTerm(X if keep.all() else X[:, keep], tuple(c for c, k in zip(cols, keep) if k), omitted,
-                     model_spec, tuple(cols))
+                     model_spec, tuple(cols), factors)
 
 
 _PLAIN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -136,10 +142,7 @@ def _simple_build(terms: list[tuple[str, bool, str | None]], constant: bool, col
         if not factor and not _numeric(columns[var]):
             raise DataError(f"variable '{var}' is not numeric; use i.{var} for a categorical variable")
     X, cols, factors = _simple_columns(columns, n, terms, constant, {})
-    keep = _independent_columns(X, prefer_last=constant)
-    omitted = tuple(c for c, k in zip(cols, keep) if not k)
-    return FixedTerm(X if keep.all() else X[:, keep], tuple(c for c, k in zip(cols, keep) if k), omitted,
-                     None, tuple(cols), tuple(factors.items()))
+    return _full_rank(X, cols, constant, None, tuple(factors.items()))
 
 
 def _simple_columns(data, n: int, terms: list[tuple[str, bool, str | None]], constant: bool,
@@ -163,11 +166,7 @@ def _simple_columns(data, n: int, terms: list[tuple[str, bool, str | None]], con
             if len(unseen):
                 raise DataError(f"level(s) {', '.join(map(str, unseen))} of '{var}' do not occur in the fit")
         else:
-            present = np.unique(x)
-            base_level = present[0] if base is None else type(present[0])(float(base.strip()))
-            if base_level not in present:
-                raise DataError(f"base level {base_level} of 'i.{var}' does not occur in the data")
-            levels = tuple(lv for lv in present.tolist() if lv != base_level)
+            base_level, levels = base_and_levels(x, base, f"i.{var}")
         factors[var] = (base_level, levels)
         for lv in levels:
             values.append((x == lv).astype(float))

@@ -14,6 +14,7 @@ import pandas as pd
 from ..spec.errors import DataError
 from ..spec.factor import level_label
 from ..spec.model import ReLevel
+from .levels import base_and_levels
 
 
 @dataclass(frozen=True)
@@ -114,11 +115,8 @@ def _term_columns(column, term: str) -> list[tuple[str, np.ndarray]]:
         return [(term, values.to_numpy(dtype=float))]
     prefix, var = term.split(".", 1)
     values = column(var).to_numpy()
-    levels = np.unique(values)
-    base = levels[0] if prefix == "i" else type(levels[0])(float(prefix[2:].strip("()")))
-    if base not in levels:
-        raise DataError(f"base level {base} of '{term}' does not occur in the data")
-    return [(f"{level_label(str(lv))}.{var}", (values == lv).astype(float)) for lv in levels if lv != base]
+    _, levels = base_and_levels(values, None if prefix == "i" else prefix[2:], term)
+    return [(f"{level_label(str(lv))}.{var}", (values == lv).astype(float)) for lv in levels]
 
 
 def group_codes(frame: pd.DataFrame, key: tuple[str, ...], column=None) -> tuple[np.ndarray, tuple]:
