@@ -94,17 +94,18 @@ def minimize_scalar_with_gradient(fg, x0: float, lower: float, upper: float, gto
     overhead.  Stops at |f'| ≤ gtol, or when the bracket is narrower than xtol (relative).
     """
     summary = OptSummary(backend="secant", initial=np.array([x0], dtype=float))
-    exact = {}  # f'' at the last point, when fg gives it
 
-    def ev(x: float) -> tuple[float, float]:
+    def ev(x: float) -> tuple[float, float, float]:
+        """f, f' and f'' (NaN when fg does not give it) at x."""
         value, grad, *second = fg(np.array([x]))
         summary.fitlog.append((np.array([x]), float(value)))
-        exact["f2"] = float(second[0]) if second else np.nan
-        return (float(value), float(grad[0])) if np.isfinite(value) else (np.inf, np.nan)
+        if not np.isfinite(value):
+            return np.inf, np.nan, np.nan
+        return float(value), float(grad[0]), float(second[0]) if second else np.nan
 
     lo, hi = float(lower), float(upper)
     x = min(max(float(x0), lo), hi)
-    v, g = ev(x)
+    v, g, f2 = ev(x)
     prev = None
     summary.return_code = "MAXEVAL_REACHED"
     while len(summary.fitlog) < max_evals:
@@ -119,8 +120,8 @@ def minimize_scalar_with_gradient(fg, x0: float, lower: float, upper: float, gto
             summary.return_code, summary.converged = "XTOL_REACHED", True
             break
         step = None
-        if exact["f2"] > 0:
-            step = x - g / exact["f2"]
+        if f2 > 0:
+            step = x - g / f2
         elif prev is not None and prev[1] != g:
             curvature = (g - prev[1]) / (x - prev[0])
             if curvature > 0:
@@ -132,7 +133,7 @@ def minimize_scalar_with_gradient(fg, x0: float, lower: float, upper: float, gto
                    (0.5 * (lo + x) if lo > 0 or x < 1e-8 else 0.25 * x)
         prev = (x, g)
         x = step
-        v, g = ev(x)
+        v, g, f2 = ev(x)
         if not np.isfinite(v):  # out of the domain: retreat toward the last good point
             x, g = prev
             hi = min(hi, step) if step > x else hi
