@@ -105,5 +105,6 @@ def test_fixed_node_quadrature_derivatives(cmd, dataset, fam):
     _, grad, H, _, _ = one.quadrature(x, *args)
     assert np.max(np.abs(grad - _central(lambda v: one.quadrature(v, *args, derivatives=0)[0], x))) \
         < 1e-6 * max(1.0, np.max(np.abs(grad)))
-    num_h = _central(lambda v: one.quadrature(v, *args, derivatives=1)[1], x)
+    # h = 1e-4: the gradient's rounding noise (~1e-11 |g|) divided by h = 1e-5 reached the tolerance
+    num_h = _central(lambda v: one.quadrature(v, *args, derivatives=1)[1], x, 1e-4)
     assert np.max(np.abs(H - num_h)) < 1e-5 * np.max(np.abs(H))

@@ -142,23 +142,29 @@ class GroupIntegrator:
     def mean_variance(self, eta0, lam, modes, loglik, tol: float = 1e-10, max_iter: int = 100):
         """Mean–variance AGHQ: recentre at the posterior moments until they stop moving.
 
-        Starts from the mode and curvature.  Returns (log likelihood, m, C).
+        Starts from the previous call's fixed point, and from the mode and curvature when that
+        does not converge in ``max_iter`` steps: the value is then a function of x alone, which
+        the derivative-free optimizer needs.  Returns (log likelihood, m, C).
         """
-        m, C, logdet = self._mode_scale(modes, lam)
-        if self._last is not None:          # warm start at the previous fixed point
+        starts = [self._mode_scale(modes, lam)]
+        if self._last is not None:          # warm start at the previous fixed point, if it gets there
             m0, V0 = self._last
-            m, (C, logdet) = m0, self.root(V0, lam)
-        V = None
-        for _ in range(max_iter):
-            _, logp, U = self.integrate(eta0, lam, m, C, loglik, logdet)
-            p = np.exp(logp)
-            m_new = np.einsum("gj,gja->ga", p, U)
-            D = U - m_new[:, None, :]
-            V = no_collapse(np.einsum("gj,gja,gjb->gab", p, D, D), C)
-            C_new, logdet = self.root(V, lam)
-            change = max(np.max(np.abs(m_new - m)), np.max(np.abs(C_new - C)))
-            m, C = m_new, C_new
-            if change < tol:
+            starts.insert(0, (m0, *self.root(V0, lam)))
+        for m, C, logdet in starts:
+            V, converged = None, False
+            for _ in range(max_iter):
+                _, logp, U = self.integrate(eta0, lam, m, C, loglik, logdet)
+                p = np.exp(logp)
+                m_new = np.einsum("gj,gja->ga", p, U)
+                D = U - m_new[:, None, :]
+                V = no_collapse(np.einsum("gj,gja,gjb->gab", p, D, D), C)
+                C_new, logdet = self.root(V, lam)
+                change = max(np.max(np.abs(m_new - m)), np.max(np.abs(C_new - C)))
+                m, C = m_new, C_new
+                if change < tol:
+                    converged = True
+                    break
+            if converged:   # else (a warm start far from this x's fixed point): from the mode
                 break
         if np.all(np.isfinite(m)) and V is not None and np.all(np.isfinite(V)):
             self._last = (m, V)
