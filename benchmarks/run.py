@@ -74,7 +74,7 @@ PROBLEMS = {
                    data="b4_1e6", reps=3, quick=1, ref_loglik=-2151505.6340, peer_key="B4"),
     "B4_1e7": dict(title="2-level, (1 + x1 | g) unstructured, ML, 200,000 groups", call="mixed",
                    text="y ~ x1 + x2 + x3 + x4 + x5 + (1 + x1 | g)",
-                   data="b4_1e7", reps=1, quick=1, ref_loglik=None, peer_key=None),
+                   data="b4_1e7", reps=3, quick=1, ref_loglik=None, peer_key=None),
     "B4_ar1": dict(title="B4 1e6 with AR(1) residuals within groups (issue 4: < 3× B4_1e6)", call="fit",
                    text="mixed y x1 x2 x3 x4 x5 || g: x1, covariance(unstructured) residuals(ar 1, t(t))",
                    data="b4_1e6_t", reps=3, quick=1, ref_loglik=None, peer_key=None),
@@ -463,6 +463,33 @@ def _verdict(pr: str, r: dict, cold: dict | None) -> str:
     return text + (" — " + ", ".join(marks) if marks else "")
 
 
+def scaling_plot(b4: list[tuple[int, float, str]], path: str) -> str | None:
+    """B4's median time against rows on log-log axes, with the line of linear growth through the
+    10⁶-row point (or the smallest); the file name, or None without matplotlib."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    rows = [n for n, _, _ in b4]
+    secs = [t for _, t, _ in b4]
+    n0, t0 = next(((n, t) for n, t, p in b4 if p == "B4_1e6"), (rows[0], secs[0]))
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    ax.loglog(rows, secs, "o-", label="multilevel (median of warm fits)")
+    ax.loglog(rows, [t0 * n / n0 for n in rows], "--", color="grey", label="linear growth")
+    for n, t, _ in b4:
+        ax.annotate(f"{t:.3g} s", (n, t), textcoords="offset points", xytext=(6, -12), fontsize=8)
+    ax.set_xlabel("rows (groups = rows / 50)")
+    ax.set_ylabel("seconds")
+    ax.set_title("B4: y ~ x1+...+x5 + (1 + x1 | g), ML")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return os.path.basename(path)
+
+
 def write_report(doc: dict, path_md: str) -> str:
     ours = {r["problem"]: r for r in doc["results"] if r.get("peer") == "multilevel"}
     peers: dict[str, list[dict]] = {}
@@ -550,6 +577,10 @@ def write_report(doc: dict, path_md: str) -> str:
                      + " · ".join(f"{p[3:]}: {_fmt_t(t)} → {t / (n / 1e6):.3g} s per 10⁶ rows"
                                   for n, t, p in b4))
         lines.append("")
+        png = scaling_plot(b4, os.path.join(os.path.dirname(path_md), "scaling.png"))
+        if png:
+            lines.append(f"![B4 time against rows, log-log, with the line of linear growth]({png})")
+            lines.append("")
     extra = [r for r in ours.values() if r.get("status") == "ok"]
     if extra:
         lines.append("Details: " + " · ".join(
