@@ -1,6 +1,8 @@
 """``mestreg``: the ``surv`` conformance cases (exact-quadrature references), the fixed-only
-models against R ``survival::survreg`` (tests/references/survival), derivatives of every
-family, PH/AFT equivalence, a brute-force marginal likelihood, output and bad input."""
+models against R ``survival::survreg`` (tests/references/survival), the generalized gamma and
+delayed entry / multiple records against R's direct likelihood maximisation
+(tests/references/survival/gamma_entry.json), derivatives of every family, PH/AFT equivalence, a
+brute-force marginal likelihood, stset, output and bad input."""
 from __future__ import annotations
 
 import functools
@@ -8,6 +10,7 @@ import json
 import pathlib
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import special
 
@@ -16,24 +19,101 @@ from multilevel.glmm.glm import fit_glm
 from multilevel.spec import SpecError
 from multilevel.spec.errors import DataError
 from multilevel.survival.families import make_survival_family
+from multilevel.survival.stset import parse_stset
 from tests.conformance.numbers import params
 from tests.conftest import load_cases, load_data
 
 CASES = load_cases("surv")
-SURVREG = json.loads((pathlib.Path(__file__).parent / "references" / "survival" / "survreg.json").read_text())
+REFS = pathlib.Path(__file__).parent / "references" / "survival"
+SURVREG = json.loads((REFS / "survreg.json").read_text())
+GAMMA_ENTRY = json.loads((REFS / "gamma_entry.json").read_text())
+R_CASES = GAMMA_ENTRY["cases"]
 STSET = "stset time, failure(died)"
 
 
 @functools.lru_cache(maxsize=None)
+def entry_data(view: str) -> pd.DataFrame:
+    """The simulated delayed-entry records, or one record per subject (first entry, last exit)."""
+    recs = pd.read_csv(REFS / "surv_entry_sim.csv")
+    if view == "records":
+        return recs
+    return recs.groupby("id", as_index=False).agg(cluster=("cluster", "first"), x=("x", "first"), z=("z", "first"),
+                                                  enter=("enter", "first"), time=("time", "last"),
+                                                  died=("died", "last"))
+
+
+def r_case_data(case: dict) -> pd.DataFrame:
+    if case["dataset"].endswith("surv_entry_sim.csv"):
+        return entry_data("subjects" if "subjects" in case["id"] else "records")
+    return load_data(case["dataset"])
+
+
+@functools.lru_cache(maxsize=None)
 def fitted(case_id: str) -> dict:
-    case = next(c for c in CASES if c["id"] == case_id)
-    return multilevel.fit(case["stata"], data=load_data(case["dataset"]), stset=case["options"]["stset"]).to_dict()
+    case = next(c for c in CASES + R_CASES if c["id"] == case_id)
+    return multilevel.fit(case["stata"], data=r_case_data(case), stset=case["options"]["stset"]).to_dict()
 
 
-@pytest.mark.parametrize("case_id,label,reference,tolerance,getter", params(CASES))
+@pytest.mark.parametrize("case_id,label,reference,tolerance,getter", params(CASES) + params(R_CASES))
 def test_conformance_number(case_id, label, reference, tolerance, getter):
+    """Stata's default fit (7-point mvaghermite) against the exact integral, SCHEMA tolerances."""
     got = getter(fitted(case_id))
     assert got == pytest.approx(reference, abs=tolerance), f"{label}: {got} vs reference {reference}"
+
+
+@pytest.mark.parametrize("case", R_CASES, ids=[c["id"] for c in R_CASES])
+def test_converged_integral_matches_r_closely(case):
+    """With 30 quadrature points the integral is exact: the optimum agrees to optimizer precision."""
+    res = multilevel.fit(case["stata"] + " intpoints(30)", data=r_case_data(case),
+                         stset=case["options"]["stset"]).to_dict()
+    ref = case["results"]
+    assert res["loglik"] == pytest.approx(ref["loglik"], abs=1e-6)
+    np.testing.assert_allclose(res["fixed"]["coef"], ref["fixed"]["coef"], rtol=2e-5, atol=2e-6)
+    np.testing.assert_allclose(res["fixed"]["se"], ref["fixed"]["se"], rtol=2e-3)
+    assert res["random"][0]["cov"][0][0] == pytest.approx(ref["random"][0]["cov"][0][0], rel=1e-4)
+    assert res["extra"]["ll_fixed_only"] == pytest.approx(ref["extra"]["ll_fixed_only"], abs=1e-7)
+    for name in ("ln_p", "lnsigma", "logs", "kappa"):
+        if name in ref["extra"]:
+            assert res["extra"][name] == pytest.approx(ref["extra"][name], abs=2e-5)
+
+
+@pytest.mark.parametrize("case", R_CASES, ids=[c["id"] for c in R_CASES])
+def test_fixed_only_model_equals_direct_ml(case):
+    """The model without random effects (delayed entry, generalized gamma) against R's direct ML."""
+    data, ref = r_case_data(case), case["fixed_only"]
+    frame = parse_stset(case["options"]["stset"]).columns(data).dropna(subset=["_t"])
+    dist = case["stata"].split("distribution(")[1].split(")")[0]
+    family = make_survival_family(dist, frame["_t"].to_numpy(float), case["options"]["metric"] == "aft",
+                                  frame["_t0"].to_numpy(float))
+    X = np.column_stack([frame[n] for n in ref["fixed"]["names"][:-1]] + [np.ones(len(frame))])
+    glm = fit_glm(family, X, frame["_d"].to_numpy(float), np.zeros(len(frame)), ref["fixed"]["names"])
+    assert glm.loglik == pytest.approx(ref["loglik"], abs=1e-7)
+    np.testing.assert_allclose(glm.beta, ref["fixed"]["coef"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(glm.xi, [ref["extra"][n] for n in family.extra_names], atol=1e-5)
+
+
+def test_generalized_gamma_survivor_and_density_against_r_pgamma():
+    """ln S and ln f of the standardized generalized gamma against R's pgamma(log.p = TRUE): both signs
+    of κ, κ near 0 (γ = κ⁻² up to 10⁸) and both tails, including where S underflows."""
+    grid = GAMMA_ENTRY["gengamma_grid"]
+    kappa, w = np.array(grid["kappa"]), np.array(grid["w"], dtype=float)
+    fam = make_survival_family("gamma", np.exp(w), aft=True)
+    for k in np.unique(kappa):
+        at = kappa == k
+        lg, _, _, lsf, _, _ = fam.standard(w[at], [k])
+        np.testing.assert_allclose(lsf, np.array(grid["lnS"])[at], rtol=2e-9, atol=2e-9)
+        np.testing.assert_allclose(lg - w[at], np.array(grid["lnf"])[at], rtol=1e-11, atol=1e-11)  # ln f = ln g − ln t
+
+
+def test_generalized_gamma_limits():
+    """κ = 1 is the Weibull AFT model with p = 1/σ, κ = 0 the lognormal (record by record)."""
+    rng = np.random.default_rng(5)
+    t, d, eta = rng.exponential(2.0, 60), (rng.random(60) < 0.6).astype(float), rng.normal(0, 0.5, 60)
+    gamma = make_survival_family("gamma", t, aft=True)
+    weib = make_survival_family("weibull", t, aft=True).derivs(d, eta, [np.log(1 / 0.7)])
+    np.testing.assert_allclose(gamma.derivs(d, eta, [np.log(0.7), 1.0]), weib, rtol=1e-12, atol=1e-12)
+    logn = make_survival_family("lognormal", t, aft=True).derivs(d, eta, [0.2])
+    np.testing.assert_allclose(gamma.derivs(d, eta, [0.2, 0.0]), logn, rtol=1e-13, atol=1e-13)
 
 
 @pytest.fixture(scope="module")
@@ -55,20 +135,24 @@ def test_fixed_only_model_equals_survreg(surv, dist):
         assert log_scale == pytest.approx(ref["log_scale"], abs=1e-6)
 
 
-@pytest.mark.parametrize("dist,aft", [("weibull", False), ("weibull", True), ("exponential", False),
-                                      ("exponential", True), ("lognormal", True), ("loglogistic", True)])
-def test_family_derivatives(dist, aft):
+@pytest.mark.parametrize("dist,aft,shape", [
+    ("weibull", False, ()), ("weibull", True, ()), ("exponential", False, ()), ("exponential", True, ()),
+    ("lognormal", True, ()), ("loglogistic", True, ()), ("gamma", True, (0.8,)), ("gamma", True, (-0.6,)),
+    ("gamma", True, (0.002,)), ("gamma", True, (-0.004,)), ("gamma", True, (2.5,))])
+@pytest.mark.parametrize("delayed", [False, True])
+def test_family_derivatives(dist, aft, shape, delayed):
     rng = np.random.default_rng(3)
     t = rng.exponential(2.0, 40)
     d = (rng.random(40) < 0.7).astype(float)
-    fam = make_survival_family(dist, t, aft)
-    xi = np.full(fam.n_extra, 0.3)
+    t0 = np.where(rng.random(40) < 0.5, t * rng.random(40), 0.0) if delayed else None
+    fam = make_survival_family(dist, t, aft, t0)
+    xi = np.r_[np.full(fam.n_extra - len(shape), 0.3), shape]
     eta = rng.normal(0, 0.7, 40)
     ll, d1, d2 = fam.derivs(d, eta, xi)
     h = 1e-5
     up, dn = fam.derivs(d, eta + h, xi), fam.derivs(d, eta - h, xi)
-    np.testing.assert_allclose(d1, (up[0] - dn[0]) / (2 * h), rtol=1e-6, atol=1e-8)
-    np.testing.assert_allclose(d2, (up[1] - dn[1]) / (2 * h), rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(d1, (up[0] - dn[0]) / (2 * h), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(d2, (up[1] - dn[1]) / (2 * h), rtol=1e-6, atol=1e-7)
     # several quadrature nodes per record: η (n, m) with the response as a column
     ll2 = fam.derivs(d[:, None], np.column_stack([eta, eta + 1]), xi)[0]
     np.testing.assert_allclose(ll2[:, 0], ll)
@@ -137,11 +221,61 @@ def test_failure_codes_and_stset_forms(surv):
     ("mestreg x z || cluster:, distribution(lognormal) nohr", STSET, SpecError, "nohr"),
     ("mestreg x z || cluster:, distribution(weibull)", "stset tijd, failure(died)", DataError, "tijd"),
     ("mestreg x z || cluster:, distribution(weibull)", "stset time, failure(died) enter(t0)", SpecError, "enter"),
+    ("mestreg x z || cluster:, distribution(weibull)", "stset time, failure(died) origin(time t0)", SpecError,
+     "origin"),
+    ("mestreg x z || cluster:, distribution(weibull)", "stset time, failure(died) time0(a b)", SpecError, "time0"),
+    ("mestreg x z || cluster:, distribution(weibull)", "stset time, failure(died) enter(time t0)", DataError, "t0"),
+    ("mestreg x z || cluster:, distribution(gamma) nohr", STSET, SpecError, "nohr"),
     ("mixed x z || cluster:", STSET, SpecError, "stset"),
 ])
 def test_bad_input(surv, command, stset, error, match):
     with pytest.raises(error, match=match):
         multilevel.fit(command, data=surv, stset=stset)
+
+
+def test_stset_entry_times_from_records_and_enter():
+    """id(): _t0 is the end of the subject's previous record, moved up to enter(); the same as
+    time0(); one record per subject gives the same likelihood when covariates do not vary."""
+    recs = entry_data("records")
+    by_id = parse_stset("stset time, id(id) failure(died) enter(time enter)").columns(recs)
+    np.testing.assert_array_equal(by_id["_t0"], recs["tstart"])
+    assert by_id["_t"].notna().all() and list(recs.columns)[-1] == "xt"  # input untouched
+    cmd = "mestreg x z || cluster:, distribution(weibull)"
+    a = multilevel.fit(cmd, data=recs, stset="stset time, id(id) failure(died) enter(time enter)")
+    b = multilevel.fit(cmd, data=recs, stset="stset time, failure(died) time0(tstart)")
+    c = multilevel.fit(cmd, data=entry_data("subjects"), stset="stset time, failure(died) enter(time enter)")
+    assert a.loglik == pytest.approx(b.loglik, abs=1e-9) and a.loglik == pytest.approx(c.loglik, abs=1e-6)
+    np.testing.assert_allclose(a.fixed.coef, c.fixed.coef, rtol=1e-5)
+    assert a.nobs == len(recs) and c.nobs == len(entry_data("subjects"))
+
+
+def test_stset_records_after_failure_and_before_entry_are_not_used():
+    recs = entry_data("records")
+    last = recs.groupby("id").tail(1)
+    extra = last[last["died"] == 1].assign(tstart=lambda f: f["time"], time=lambda f: f["time"] + 1.0, died=0)
+    more = pd.concat([recs, extra], ignore_index=True).sample(frac=1.0, random_state=1)  # any row order
+    st = parse_stset("stset time, id(id) failure(died) enter(time enter)")
+    used = st.columns(more)["_t"].notna()
+    assert used.sum() == len(recs)
+    late = parse_stset("stset time, failure(died) enter(time 3)").columns(recs)
+    assert late["_t"].isna().eq(recs["time"] <= 3).all() and (late["_t0"] >= 3).all()
+
+
+@pytest.mark.parametrize("change,match", [
+    (lambda f: f.assign(id=f["id"].astype(float).where(f.index > 0)), "missing"),
+    (lambda f: f.assign(time=f["time"].where(f.index != 1, f["time"].iloc[0])), "same time"),
+])
+def test_stset_bad_records(change, match):
+    with pytest.raises(DataError, match=match):
+        multilevel.fit("mestreg x z || cluster:, distribution(weibull)", data=change(entry_data("records")),
+                       stset="stset time, id(id) failure(died)")
+
+
+def test_delayed_entry_header():
+    out = str(multilevel.fit("mestreg x z || cluster:, distribution(weibull)", data=entry_data("records"),
+                             stset="stset time, id(id) failure(died) enter(time enter)"))
+    assert out.startswith("        Failure _d: died\n  Analysis time _t: time\n Enter on or after: time enter\n"
+                          "       ID variable: id\n\nMixed-effects Weibull PH regression")
 
 
 def test_no_failures(surv):

@@ -91,11 +91,12 @@ class GLMMResults(FitSummary):
 
     def derived(self) -> dict[str, float]:
         """Ancillary parameters and their transforms (α = e^{lnα}, shape = e^{−logs}, Weibull
-        p = e^{ln_p}, σ = e^{lnσ}, γ = e^{lnγ}) with SEs."""
+        p = e^{ln_p}, σ = e^{lnσ}, γ = e^{lnγ}; after ``mestreg``, σ = e^{logs}) with SEs."""
         out: dict[str, float] = {}
         for a in self.ancillary:
             out[a.name], out[f"se_{a.name}"] = a.estimate, a.se
-        for src, name, sign in (("lnalpha", "alpha", 1), ("lndelta", "delta", 1), ("logs", "shape", -1),
+        logs = ("logs", "sigma", 1) if self.command == "mestreg" else ("logs", "shape", -1)
+        for src, name, sign in (("lnalpha", "alpha", 1), ("lndelta", "delta", 1), logs,
                                 ("ln_p", "p", 1), ("lnsigma", "sigma", 1), ("lngamma", "gamma", 1)):
             a = self._anc(src)
             if a is not None:

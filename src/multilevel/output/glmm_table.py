@@ -25,8 +25,9 @@ EFORM_NOTES = {"or": ("odds ratios", "odds"), "irr": ("incidence-rate ratios", "
 def header(res) -> list[str]:
     lines = []
     if res.command == "mestreg":  # the stset settings, as Stata prints them above the header
-        time, failure = res.options["stset"]
-        lines += [f"{'Failure _d:':>18} {failure}", f"{'Analysis time _t:':>18} {time}", ""]
+        st = res.options["stset"]
+        width = max(18, *(len(label) + 2 for label, _ in st))
+        lines += [f"{label + ':':>{width}} {value}" for label, value in st] + [""]
     lines.append(_pair(res.title, "Number of obs", f"{res.nobs:,}"))
     if res.command == "meglm":
         lines += [f"{'Family:':<15}{res.family:>16}", f"{'Link:':<15}{res.link:>16}"]

@@ -51,6 +51,7 @@ KINDS = ("mu", "pr", "eta", "xb", "stdp", "pearson", "deviance", "anscombe", "re
 ALIASES = {"fitted": "eta", "fit": "eta", "linpred": "eta", "ranef": "reffects", "reffect": "reffects",
            "ebmeans": "reffects", "ebmodes": "reffects", "mean": "mu"}
 CONDITIONAL = ("ebmeans", "ebmodes", "fixedonly")
+SURVIVAL = ("mean", "median", "hazard", "surv")
 _T = np.arange(-9.0, 9.0 + 1e-9, 0.05)                       # trapezoid nodes for N(0, 1)
 _W = np.exp(-0.5 * _T ** 2) / np.sqrt(2 * np.pi) * 0.05
 
@@ -89,7 +90,9 @@ def predict(res, kind: str = "mu", data: pd.DataFrame | None = None, *, conditio
     """
     low = kind.lower().strip()
     k = ALIASES.get(low, low)
-    if k not in KINDS:
+    if res.command == "mestreg":
+        k = _survival_kind(low, k, data, marginal)
+    elif k not in KINDS:
         raise ValueError(f"unknown prediction {kind!r}; choose one of {', '.join(KINDS)}")
     cond = _conditional(low, conditional, ebmodes, fixedonly)
     if marginal and k not in ("mu", "pr"):
@@ -107,6 +110,21 @@ def predict(res, kind: str = "mu", data: pd.DataFrame | None = None, *, conditio
     out = np.full(len(rows.index), np.nan)
     out[rows.ok] = values
     return pd.Series(out, index=rows.index, name=k if not marginal else f"{k}_marginal")
+
+
+def _survival_kind(low: str, k: str, data, marginal: bool) -> str:
+    """After ``mestreg`` ([ME] mestreg postestimation): survival times, hazard and survivor instead of
+    the mean response; the record's times are those of the estimation sample."""
+    if low in SURVIVAL:
+        if marginal:
+            raise SpecError(f"predict {low}, marginal is not available after mestreg")
+        if low in ("hazard", "surv") and data is not None:
+            raise SpecError(f"predict {low} after mestreg is for the estimation sample (data=None)")
+        return low
+    if k in ("eta", "xb", "stdp", "reffects", "reses"):
+        return k
+    raise SpecError(f"predict {low!r} is not available after mestreg; choose one of "
+                    f"{', '.join(SURVIVAL + ('eta', 'xb', 'stdp', 'reffects', 'reses'))}")
 
 
 def _conditional(low: str, conditional: str | None, ebmodes: bool, fixedonly: bool) -> str:
@@ -136,6 +154,8 @@ def _values(res, rows: _Rows, kind: str, cond: str, marginal: bool, outcome, int
     eta = xb if cond == "fixedonly" else xb + _zb(res, rows, effects(res, cond, intpoints))
     if kind == "eta":
         return eta
+    if kind in SURVIVAL:
+        return fam.predict(kind, eta, xi)
     if kind == "pr":
         return _pr(res, fam, eta[:, None], xi, outcome, rows)[..., 0]
     mu = _mean(fam, eta, xi, rows.trials)

@@ -21,7 +21,7 @@ from .families import DISTRIBUTIONS, PH_CAPABLE, make_survival_family
 from .stset import parse_stset
 
 _SHOWN = {"exponential": "exponential", "weibull": "Weibull", "lognormal": "lognormal",
-          "loglogistic": "loglogistic"}
+          "loglogistic": "loglogistic", "gamma": "gamma"}
 
 
 @fitting_threads
@@ -46,15 +46,15 @@ def fit_spec(spec: ModelSpec, data: pd.DataFrame, stset: str | None):
         raise SpecError("tratio is for the accelerated failure-time metric (add time)")
     method, points = _integration(opts)
     frame = st.columns(data)
-    design = _design.build(replace(spec, response="_t"), frame, extra_variables=["_d"])
+    design = _design.build(replace(spec, response="_t"), frame, extra_variables=["_d", "_t0"])
     _check_design(design)
     d = frame["_d"].to_numpy(dtype=float)[design.sample.rows]
     if not np.any(d > 0):
         raise DataError("mestreg: no failures in the estimation sample")
-    family = make_survival_family(dist, design.y, aft)
+    family = make_survival_family(dist, design.y, aft, frame["_t0"].to_numpy(dtype=float)[design.sample.rows])
     _check_levels(design, method, points)
     metric = "AFT" if aft else "PH"
-    opts["stset"] = (st.time, st.failure or "1 (meaning all fail)")
+    opts["stset"] = st.header()
     if not aft and not opts.get("nohr"):
         opts["hr"] = True
     res = fit(design, family, d, np.zeros(design.n), method=method, points=points,
