@@ -289,3 +289,49 @@ def test_docs_page_runs_and_shows_current_output():
     ns = run_page("mestreg.md")
     (shown,) = shown_outputs("mestreg.md")
     assert str(ns["res"]) == shown
+
+
+@pytest.mark.parametrize("dist,aft,xi", [
+    ("weibull", False, [0.3]), ("weibull", True, [0.3]), ("exponential", False, []), ("lognormal", True, [-0.2]),
+    ("loglogistic", True, [-0.5]), ("gamma", True, [-0.2, 0.7]), ("gamma", True, [-0.1, -0.5]),
+    ("gamma", True, [-0.2, 0.002])])
+def test_predicted_survival_times_hazard_and_survivor(dist, aft, xi):
+    """median: S = ½; mean: ∫₀^∞ S(t) dt; hazard: −d ln S/dt; surv: S(t)/S(t₀) — by quadrature and
+    differences of the family's own ln S."""
+    from scipy import integrate
+
+    eta = np.array([0.4, -0.3])
+    t, t0 = np.array([1.3, 2.2]), np.array([0.0, 0.9])
+
+    def log_s(times, e):
+        fam = make_survival_family(dist, np.atleast_1d(times), aft)
+        return fam.record(fam.log_t, 0.0, np.atleast_1d(e), xi, 0)[0]
+
+    fam = make_survival_family(dist, t, aft, t0)
+    median, mean = fam.predict("median", eta, xi), fam.predict("mean", eta, xi)
+    np.testing.assert_allclose(np.exp(log_s(median, eta)), 0.5, rtol=1e-9)
+    for i in range(2):
+        area = integrate.quad(lambda u: np.exp(log_s(u, eta[i])[0]), 0, np.inf, epsabs=1e-12, epsrel=1e-10)[0]
+        assert mean[i] == pytest.approx(area, rel=1e-7)
+    h = 1e-6 * t
+    slope = -(log_s(t + h, eta) - log_s(t - h, eta)) / (2 * h)
+    np.testing.assert_allclose(fam.predict("hazard", eta, xi), slope, rtol=1e-6)
+    np.testing.assert_allclose(fam.predict("surv", eta, xi), np.exp(log_s(t, eta) - np.r_[0.0, log_s(t0[1:], eta[1:])]),
+                               rtol=1e-12)
+
+
+def test_predict_after_mestreg(surv):
+    res = multilevel.fit("mestreg x z || cluster:, distribution(weibull)", data=surv, stset=STSET)
+    p = res.to_dict()["extra"]["p"]
+    xb = res.predict("xb")
+    np.testing.assert_allclose(res.predict("surv", conditional="fixedonly"),
+                               np.exp(-surv["time"] ** p * np.exp(xb)), rtol=1e-12)
+    np.testing.assert_allclose(res.predict("median"), (np.log(2) * np.exp(-res.predict("eta"))) ** (1 / p),
+                               rtol=1e-12)
+    assert res.predict("mean", data=surv.head(3)).notna().all()
+    with pytest.raises(SpecError, match="not available after mestreg"):
+        res.predict("mu")
+    with pytest.raises(SpecError, match="estimation sample"):
+        res.predict("hazard", data=surv)
+    with pytest.raises(SpecError, match="marginal"):
+        res.predict("median", marginal=True)

@@ -17,6 +17,10 @@ Stata's names ([ME] meglm postestimation, "Syntax for predict"):
 ``reses``       their posterior standard deviations
 ==============  ===================================================================
 
+After ``mestreg`` ([ME] mestreg postestimation) ``mean`` and ``median`` are survival times and
+``hazard``, ``surv`` the hazard h(t) and S(t)/S(t₀) of each record of the estimation sample
+(:meth:`multilevel.survival.families._Survival.predict`); ``mu``, ``pr`` and the residuals do not apply.
+
 ``conditional="ebmeans"`` (default: the posterior means of the random effects),
 ``"ebmodes"`` (the conditional modes) or ``"fixedonly"`` (random effects 0)
 chooses what ``mu``, ``pr``, ``eta`` and the residuals condition on;
