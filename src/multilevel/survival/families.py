@@ -176,13 +176,16 @@ class Loglogistic(_LogLocationScale):
         return float(np.log(np.pi * s / np.sin(np.pi * s))) if s < 1 else np.inf
 
 
+_EXPREL2 = 1.0 / special.factorial(np.arange(14, 1, -1))   # 1/(k+2)!, k = 12 … 0
+
+
 def _half_exprel2(v):
     """h(v) = (e^v − 1 − v)/v², h(0) = ½, without cancellation near 0."""
     v = np.asarray(v, dtype=float)
     small = np.abs(v) < 0.1
     series = np.zeros_like(v)
-    for k in range(12, -1, -1):                # Σ v^k/(k+2)!, Horner
-        series = series * v + 1.0 / special.factorial(k + 2)
+    for c in _EXPREL2:                         # Σ v^k/(k+2)! by Horner
+        series = series * v + c
     vs = np.where(small, 1.0, v)
     return np.where(small, series, (np.expm1(vs) - vs) / (vs * vs))
 
