@@ -64,12 +64,10 @@ class _Survival(_Family):
         if not len(self.late):
             return out
         entry = self.record(_col(self.log_t0, eta), 0.0, eta[self.late], xi, order)  # ln S(t₀)
-        out = tuple(None if a is None else a.copy() for a in out)
-        for a, b in zip(out, entry):
+        for a, b in zip(out, entry):     # fresh arrays of record(): changed in place
             if a is not None:
                 a[self.late] -= b
         return out
-
 
     def predict(self, kind: str, eta: np.ndarray, xi) -> np.ndarray:
         """Stata's ``predict`` after ``mestreg`` at η: ``mean`` and ``median`` survival time, and for
