@@ -329,9 +329,12 @@ def test_predict_after_mestreg(surv):
     np.testing.assert_allclose(res.predict("median"), (np.log(2) * np.exp(-res.predict("eta"))) ** (1 / p),
                                rtol=1e-12)
     assert res.predict("mean", data=surv.head(3)).notna().all()
-    with pytest.raises(SpecError, match="not available after mestreg"):
-        res.predict("mu")
-    with pytest.raises(SpecError, match="estimation sample"):
-        res.predict("hazard", data=surv)
-    with pytest.raises(SpecError, match="marginal"):
-        res.predict("median", marginal=True)
+
+
+@pytest.mark.parametrize("kind,options,match", [("mu", {}, "not available after mestreg"),
+                                                ("hazard", {"data": True}, "estimation sample"),
+                                                ("median", {"marginal": True}, "marginal")])
+def test_predict_after_mestreg_bad_requests(surv, kind, options, match):
+    res = multilevel.fit("mestreg x z || cluster:, distribution(exponential)", data=surv, stset=STSET)
+    with pytest.raises(SpecError, match=match):
+        res.predict(kind, **{k: surv if k == "data" else v for k, v in options.items()})
