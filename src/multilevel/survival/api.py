@@ -52,6 +52,12 @@ def fit_spec(spec: ModelSpec, data: pd.DataFrame, stset: str | None):
     if not np.any(d > 0):
         raise DataError("mestreg: no failures in the estimation sample")
     family = make_survival_family(dist, design.y, aft, frame["_t0"].to_numpy(dtype=float)[design.sample.rows])
+    if (method == "laplace" or points == 1) and len(family.late) and dist not in PH_CAPABLE:
+        # the Laplace approximation here takes each record's curvature in η as ≤ 0 (clipped at 0), which
+        # ln f(t)^d S(t)^(1-d) − ln S(t0) of the AFT families need not be: the result would be off
+        raise SpecError(f"intmethod(laplace) with delayed entry is not available for distribution({dist}): a "
+                        "record's log likelihood need not be concave in the linear predictor; use adaptive "
+                        "quadrature (the default mvaghermite)")
     _check_levels(design, method, points)
     metric = "AFT" if aft else "PH"
     opts["stset"] = st.header()
