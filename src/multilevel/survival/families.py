@@ -17,8 +17,8 @@ formulas).  ``y`` passed to the family is d; t is held by the family (as binomia
 
 Delayed entry (``_t0 > 0``, [ST] stset ``enter()``/``time0()``, multiple records per subject): a
 record observed on (t₀, t] contributes its likelihood given survival to t₀, conditional on the
-random effects, as Stata: ln f(t)^d S(t)^{1−d} − ln S(t₀) ([ST] streg and [ME] mestreg, Methods and
-formulas).
+random effects: ln f(t)^d S(t)^{1−d} − ln S(t₀) (Stata's ``streg``, StataCorp on Statalist 2002; its
+frailty models, van den Berg & Drepper, IZA DP 6031, 2011).
 """
 from __future__ import annotations
 
