@@ -1,11 +1,14 @@
 """``menl`` (Lindstrom–Bates): the ``nlme`` conformance cases (R nlme / an own Lindstrom–Bates
-iteration), the reduction to ``mixed`` for a model linear in its parameters, expression parsing
-and bad input."""
+iteration), the within-group error structures (tests/references/menl_residuals, R nlme), the
+reduction to ``mixed`` for a model linear in its parameters, expression parsing and bad input."""
 from __future__ import annotations
 
 import functools
+import json
+import pathlib
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import multilevel
@@ -49,6 +52,70 @@ def test_reml_reference_variances_are_off_the_optimum():
     assert at_reference < -opt.fmin / 2 - 0.02
 
 
+RESIDUAL_REFS = pathlib.Path(__file__).parent / "references"
+RESIDUAL_CASES = [json.loads(p.read_text()) for p in sorted((RESIDUAL_REFS / "menl_residuals").glob("*.json"))]
+
+
+@functools.lru_cache(maxsize=None)
+def fitted_residual_case(case_id: str) -> dict:
+    case = next(c for c in RESIDUAL_CASES if c["id"] == case_id)
+    return multilevel.fit(case["stata"], data=pd.read_csv(RESIDUAL_REFS / case["dataset"])).to_dict()
+
+
+@pytest.mark.parametrize("case_id,label,reference,tolerance,getter", params(RESIDUAL_CASES))
+def test_residual_structure_against_nlme(case_id, label, reference, tolerance, getter):
+    """resvariance() / rescorrelation() against nlme's varFunc / corStruct (make.R there)."""
+    got = getter(fitted_residual_case(case_id))
+    assert got == pytest.approx(reference, abs=tolerance), f"{label}: {got} vs reference {reference}"
+
+
+def test_residual_cases_cover_every_structure():
+    stata = " ".join(c["stata"] for c in RESIDUAL_CASES)
+    for option in ("power _yhat, noconstant", "power _yhat)", "power age", "exponential time", "linear t",
+                   "distinct, index(phase)", "ar 1, t(t)", "exchangeable", "ctar1, t(minutes)"):
+        assert option in stata
+
+
+@pytest.mark.parametrize("menl_option,mixed_option", [
+    ("rescorrelation(ar 1, t(week))", "residuals(ar 1, t(week))"),
+    ("rescorrelation(exchangeable)", "residuals(exchangeable)"),   # with a random slope (identified)
+    ("rescorrelation(ctar1, t(week))", "residuals(exponential, t(week))"),
+    ("rescorrelation(ma 1, t(week))", "residuals(ma 1, t(week))"),
+    ("resvariance(distinct, index(late))", "residuals(independent, by(late))"),
+    ("rescovariance(independent, index(late))", "residuals(independent, by(late))"),
+    ("rescovariance(ar 1, t(week) by(half))", "residuals(ar 1, t(week) by(half))"),
+])
+def test_a_linear_model_with_residual_structure_is_mixed(pig, menl_option, mixed_option):
+    """Linear in β and u, menl with a residual structure is mixed with the same residuals()."""
+    data = pig.assign(late=(pig.week > 4) + 1, half=pig.id % 2 + 1)
+    slope = "exchangeable" in menl_option
+    a = multilevel.fit("menl weight = {b0} + {b1}*week + " + ("{U1[id]}*week, " if slope else "{U0[id]}, ")
+                       + menl_option, data=data)
+    b = multilevel.fit("mixed weight week || id:" + (" week, noconstant " if slope else ", ") + mixed_option, data=data)
+    assert a.loglik == pytest.approx(b.loglik, abs=1e-6)
+    np.testing.assert_allclose(a.fixed.coef, b.fixed.coef[::-1], rtol=1e-6)
+    np.testing.assert_allclose(a.fixed.se, b.fixed.se[::-1], rtol=1e-4)
+    np.testing.assert_allclose(a.equations[0].cov, b.equations[0].cov, rtol=1e-4)
+    ours, theirs = a.to_dict()["extra"], b.to_dict()["extra"]
+    shared = [k for k in theirs if k.startswith(("ar1_", "ma1_", "exp_", "residual_")) and k in ours]
+    assert shared
+    for key in shared:
+        expected = theirs[key] if isinstance(theirs[key], dict) else {"": theirs[key]}
+        got = ours[key] if isinstance(ours[key], dict) else {"": ours[key]}
+        assert got.keys() == expected.keys()
+        for level, value in expected.items():
+            assert got[level] == pytest.approx(value, rel=2e-3, abs=1e-6), (key, level)
+
+
+def test_power_yhat_table_rows():
+    case = next(c for c in RESIDUAL_CASES if c["id"] == "menl_theoph_power_yhat_ml")
+    res = multilevel.fit(case["stata"], data=pd.read_csv(RESIDUAL_REFS / case["dataset"]))
+    text = str(res)
+    assert "Residual: Power _yhat" in text
+    assert [name for name, _, _ in res.residual_rows] == ["sigma2", "delta", "_cons"]
+    assert "/" not in text and text.count("\n") > 20
+
+
 @pytest.mark.parametrize("menl,mixed", [
     ("menl weight = {b0} + {b1}*week + {U0[id]}", "mixed weight week || id:"),
     ("menl weight = {b0} + {b1}*week + {U0[id]}, reml", "mixed weight week || id:, reml"),
@@ -82,6 +149,20 @@ def test_expression_translation():
     ("menl y = {b0} + {U[g]} + system(x)", "unknown function"),
     ("menl y = {b0} + {U[g]} + x.__class__", "cannot read"),
     ("menl y = {b0} + {U[g]}, nonsense", "unknown menl option"),
+    ("menl y = {b0} + {U[g]}, resvariance(power)", "one variable"),
+    ("menl y = {b0} + {U[g]}, resvariance(linear _yhat)", "not _yhat"),
+    ("menl y = {b0} + {U[g]}, resvariance(distinct)", "index"),
+    ("menl y = {b0} + {U[g]}, resvariance(exponential x, noconstant)", "does not take noconstant"),
+    ("menl y = {b0} + {U[g]}, resvariance(cubic x)", "unknown resvariance"),
+    ("menl y = {b0} + {U[g]}, rescorrelation(ar 1)", "needs t"),
+    ("menl y = {b0} + {U[g]}, rescorrelation(ar x, t(t))", "positive integer order"),
+    ("menl y = {b0} + {U[g]}, rescorrelation(exchangeable 2)", "takes no order"),
+    ("menl y = {b0} + {U[g]}, rescorrelation(unstructured, index(t))", "not available yet"),
+    ("menl y = {b0} + {U[g]}, rescorrelation(ar 1, t(t) by(s))", "not available yet"),
+    ("menl y = {b0} + {U[g]}, rescovariance(unstructured)", "index"),
+    ("menl y = {b0} + {U[g]}, rescovariance(ar 1, t(t)) resvariance(power x)", "cannot be combined"),
+    ("menl y = {b0} + {U[g]}, resvariance(power x) resvariance(power z)", "once"),
+    ("menl y = {b0} + {U[g]}, resvariance(power x, group(a)) rescorrelation(ar 1, t(t) group(b))", "differs"),
 ])
 def test_bad_expressions(text, match):
     with pytest.raises(SpecError, match=match):
@@ -89,6 +170,20 @@ def test_bad_expressions(text, match):
 
 
 def test_bad_data(pig):
+    with pytest.raises(DataError, match="not found"):
+        multilevel.fit("menl weight = {b0} + {b1}*week + {U0[id]}, resvariance(power wk)", data=pig)
+    with pytest.raises(DataError, match="> 0"):
+        multilevel.fit("menl weight = {b0} + {b1}*week + {U0[id]}, resvariance(linear w0)",
+                       data=pig.assign(w0=pig.week - 1))
+    with pytest.raises(DataError, match="repeated values"):
+        multilevel.fit("menl weight = {b0} + {b1}*week + {U0[id]}, rescorrelation(ar 1, t(one))",
+                       data=pig.assign(one=1))
+    with pytest.raises(SpecError, match="group"):
+        multilevel.fit("menl weight = {b0} + {b1}*week + {U0[id]}, rescorrelation(ar 1, t(week) group(week))",
+                       data=pig)
+    with pytest.raises(SpecError, match="not nested"):
+        multilevel.fit("menl weight = {b0} + {b1}*week + {U0[id]} + {W[week]}, rescorrelation(ar 1, t(week))",
+                       data=pig)
     with pytest.raises(DataError, match="not found"):
         multilevel.fit("menl weight = {b0} + {b1}*wk + {U0[id]}", data=pig)
     with pytest.raises(DataError, match="single group"):
@@ -101,3 +196,15 @@ def test_docs_page_runs_and_shows_current_output():
     ns = run_page("menl.md")
     (shown,) = shown_outputs("menl.md")
     assert str(ns["res"]) == shown
+
+
+def test_exchangeable_at_its_bound_gives_nan_se_not_an_error():
+    """On Orange the exchangeable correlation's optimum is its bound −1/(7−1) (nlme: Rho = −0.16667,
+    log likelihood −131.4708, tests/references/menl_residuals/make.R): estimates, no SEs."""
+    data = pd.read_csv(RESIDUAL_REFS / "menl_residuals" / "orange_menlres.csv")
+    res = multilevel.fit("menl circumf = ({b1}+{U1[tree]})/(1+exp(-(age-{b2})/{b3})), "
+                         "rescorrelation(exchangeable)", data=data)
+    assert res.loglik == pytest.approx(-131.4708, abs=1e-3)
+    rows = dict((name, (value, se)) for name, value, se in res.residual_rows)
+    assert rows["cov(e)"][0] / rows["var(e)"][0] == pytest.approx(-1 / 6, abs=1e-3)
+    assert np.isnan(rows["cov(e)"][1])

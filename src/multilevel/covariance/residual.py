@@ -245,3 +245,104 @@ def make(kind: str, order: int | None, t_levels: np.ndarray | None):
     if kind in ("unstructured", "banded"):
         return Unstructured(t_levels, band=(order if kind == "banded" else None))
     raise SpecError(f"unknown residual structure '{kind}' (choose one of {', '.join(KINDS)})")
+
+
+# --- variance functions: Var(e_ij) = σ² g²(δ, v_ij) --------------------------------------
+class VarianceFunction:
+    """Stata menl's ``resvariance()``: Var(e_ij) = σ² g²(δ, v_ij) ([ME] menl, Options;
+    nlme's ``varFunc`` classes, Pinheiro & Bates 2000, §5.2).
+
+    ``v`` is a covariate or, for ``_yhat``, the fitted values of the previous PNLS step, held
+    fixed in the LME step.  With ``strata()`` the parameters are distinct per stratum ``s``
+    (σ is common).  ``log_sd(δ, v, s)`` is log g per row (vectorized), ``report(δ)`` the rows
+    Stata prints after ``sigma2``.
+    """
+
+    names: tuple[str, ...] = ()
+
+    def __init__(self, n_strata: int = 1):
+        self.n_strata = n_strata
+        self.n_params = len(self.names) * n_strata
+
+    def start(self) -> np.ndarray:
+        return np.zeros(self.n_params)
+
+    def bounds(self, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return np.full(self.n_params, -20.0), np.full(self.n_params, 20.0)
+
+    def per_stratum(self, delta: np.ndarray) -> np.ndarray:
+        """(n_strata, len(names)) parameters."""
+        return np.asarray(delta).reshape(self.n_strata, len(self.names))
+
+    def natural(self, delta: np.ndarray) -> np.ndarray:
+        """The reported parameters (n_strata, len(names)) of the working ones."""
+        return self.per_stratum(delta)
+
+
+class Power(VarianceFunction):
+    """``power v``: g = |v|^δ + c (nlme ``varConstPower``, c = exp(φ) > 0), or with
+    ``noconstant`` g = |v|^δ (nlme ``varPower``)."""
+
+    label = "Power"
+
+    def __init__(self, n_strata: int = 1, constant: bool = True):
+        self.names = ("delta", "_cons") if constant else ("delta",)
+        super().__init__(n_strata)
+
+    def bounds(self, v):
+        lo, hi = super().bounds(v)
+        return np.maximum(lo, -10.0), np.minimum(hi, 10.0)
+
+    def log_sd(self, delta, v, strata):
+        d = self.per_stratum(delta)[strata]
+        with np.errstate(divide="ignore"):
+            power = np.abs(v) ** d[:, 0]
+        return np.log(power + np.exp(d[:, 1])) if d.shape[1] == 2 else np.log(power)
+
+    def natural(self, delta):
+        d = self.per_stratum(delta).copy()
+        if d.shape[1] == 2:
+            d[:, 1] = np.exp(d[:, 1])
+        return d
+
+
+class ExponentialVariance(VarianceFunction):
+    """``exponential v``: g = exp(γ v) (nlme ``varExp``)."""
+
+    label, names = "Exponential", ("gamma",)
+
+    def bounds(self, v):
+        scale = 20.0 / max(float(np.max(np.abs(v))), 1e-8)
+        return np.full(self.n_params, -scale), np.full(self.n_params, scale)
+
+    def log_sd(self, delta, v, strata):
+        return self.per_stratum(delta)[strata, 0] * v
+
+
+class LinearVariance(VarianceFunction):
+    """``linear v``: g = √v, no parameters (nlme ``varFixed(~v)``)."""
+
+    label = "Linear"
+
+    def log_sd(self, delta, v, strata):
+        return 0.5 * np.log(v)
+
+
+class Distinct(VarianceFunction):
+    """``distinct, index(v)``: g = δ_l = σ_l/σ_1 for index level l (δ_1 = 1; nlme
+    ``varIdent``); δ_l = exp(φ_l)."""
+
+    label = "Distinct"
+
+    def __init__(self, n_levels: int):
+        self.names = ("delta",)
+        self.n_strata, self.n_params = n_levels, n_levels - 1
+
+    def log_sd(self, delta, v, strata):
+        return np.concatenate([[0.0], delta])[strata]
+
+    def natural(self, delta):
+        return np.exp(np.concatenate([[0.0], delta]))[:, None]
+
+
+VARIANCE_KINDS = ("identity", "linear", "power", "exponential", "distinct")

@@ -53,12 +53,40 @@ def parse(text: str) -> ResidualSpec:
 
 
 @dataclass(frozen=True)
+class VarianceDesign:
+    """menl's ``resvariance(kind v [, strata() noconstant] | distinct, index(v))`` on the rows.
+
+    ``v``: the covariate per row (the fitted values for ``_yhat``, set by the caller);
+    ``strata``: stratum (for ``distinct`` index level) code per row, with ``labels``.
+    """
+
+    kind: str
+    covariate: str              # variable name or "_yhat" (index variable for distinct)
+    v: np.ndarray
+    strata: np.ndarray
+    labels: tuple
+    strata_var: str | None = None
+    constant: bool = True
+
+    def function(self):
+        """The :class:`~multilevel.covariance.residual.VarianceFunction`."""
+        from ..covariance import residual as cr
+
+        if self.kind == "distinct":
+            return cr.Distinct(len(self.labels))
+        if self.kind == "power":
+            return cr.Power(len(self.labels), self.constant)
+        return {"exponential": cr.ExponentialVariance, "linear": cr.LinearVariance}[self.kind](len(self.labels))
+
+
+@dataclass(frozen=True)
 class ResidualDesign:
     """Rows grouped for the residual structure.
 
     ``groups``: group code of each row (the lowest random-effects level);
     ``t``: time value of each row (position within group when no t());
-    ``by``: by() level code of each row and the level labels.
+    ``by``: by() level code of each row and the level labels;
+    ``variance``: a variance function (menl's ``resvariance()``) applied on top, if any.
     """
 
     spec: ResidualSpec
@@ -67,6 +95,7 @@ class ResidualDesign:
     t_levels: np.ndarray
     by: np.ndarray
     by_levels: tuple
+    variance: VarianceDesign | None = None
 
 
 def build(spec: ResidualSpec, group_key: tuple[str, ...], frame: pd.DataFrame) -> ResidualDesign:

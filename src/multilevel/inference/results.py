@@ -175,7 +175,7 @@ class MixedResults(FitSummary):
         if not self.residual_rows:
             return {"var": float(self.residual_var), "se": float(self.residual_se)}, {}
         rows = {name: (value, se) for name, value, se in self.residual_rows}
-        var, se = rows.get("var(e)", (None, None))
+        var, se = rows.get("var(e)", rows.get("sigma2", (None, None)))
         extra: dict[str, Any] = {"residual_parameters": {n: v for n, (v, _) in rows.items()},
                                  "residual_parameters_se": {n: s for n, (_, s) in rows.items()}}
         extra.update(self.residual_extra)

@@ -21,6 +21,7 @@ from scipy import special
 
 from ..spec.errors import SpecError
 from ..spec.options import COV_NAMES, resolve, split_top, tokenize_options
+from .residuals import MenlResiduals, parse_residuals
 
 FUNCTIONS = {"exp": np.exp, "ln": np.log, "log": np.log, "sqrt": np.sqrt, "abs": np.abs,
              "invlogit": special.expit, "logit": special.logit, "normal": special.ndtr,
@@ -33,7 +34,8 @@ _NAME = re.compile(r"(?<![\w.])[A-Za-z_]\w*")
 _OPTIONS = {"define": "def", "covariance": "cov", "reml": "reml", "mle": "mle", "initial": "init",
             "level": "l", "variance": "var", "stddeviations": "stddev", "nolog": "nolo", "log": "log",
             "noretable": "noretable", "nofetable": "nofetable", "noheader": "noheader",
-            "nogroup": "nogroup", "tsorder": "tsorder"}
+            "nogroup": "nogroup", "tsorder": "tsorder", "rescovariance": "rescov", "resvariance": "resvar",
+            "rescorrelation": "rescorr"}
 
 
 @dataclass(frozen=True)
@@ -55,12 +57,14 @@ class MenlSpec:
     covariances: dict[tuple[str, ...], str] = field(default_factory=dict)  # (U1, U2) -> vartype
     method: str = "ml"
     options: dict = field(default_factory=dict)
+    residuals: MenlResiduals | None = None      # resvariance() rescorrelation() rescovariance()
 
     @property
     def variables(self) -> list[str]:
         """Data columns used: response, covariates, grouping variables."""
         names = [m for m in re.findall(r'D\["(\w+)"\]', self.code)]
-        return list(dict.fromkeys([self.response] + names + [r.group for r in self.random]))
+        residual = self.residuals.variables if self.residuals else []
+        return list(dict.fromkeys([self.response] + names + [r.group for r in self.random] + residual))
 
     def function(self):
         """f(P, U, D) -> the mean of the response per observation (vectorized)."""
@@ -105,8 +109,11 @@ def parse_menl(text: str) -> MenlSpec:
                 raise SpecError(f"initial({arg}) must list names and numbers", text) from None
         elif full in ("reml", "mle"):
             method = "reml" if full == "reml" else "ml"
+        elif full in options and full in ("rescovariance", "resvariance", "rescorrelation"):
+            raise SpecError(f"{full}() may be given once", text)
         else:
             options[full] = arg if arg is not None else True
+    residuals = parse_residuals(options, text)
     params: list[str] = []
     random: list[RandomEffect] = []
     code = _translate(_substitute(expr, defines, text), params, random, initial, text)
@@ -115,7 +122,7 @@ def parse_menl(text: str) -> MenlSpec:
     if not random:
         raise SpecError("the menl expression has no random effects ({U1[group]}); fit it with nonlinear "
                         "least squares instead", text)
-    return MenlSpec(text, response, code, params, random, initial, covariances, method, options)
+    return MenlSpec(text, response, code, params, random, initial, covariances, method, options, residuals)
 
 
 def _substitute(expr: str, defines: dict[str, str], text: str, depth: int = 0) -> str:
