@@ -194,8 +194,7 @@ def test_docs_page_runs_and_shows_current_output():
     from tests.docs_pages import run_page, shown_outputs
 
     ns = run_page("menl.md")
-    (shown,) = shown_outputs("menl.md")
-    assert str(ns["res"]) == shown
+    assert shown_outputs("menl.md") == [str(ns["res"]), str(ns["res_power"])]
 
 
 def test_exchangeable_at_its_bound_gives_nan_se_not_an_error():
