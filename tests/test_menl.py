@@ -107,6 +107,35 @@ def test_a_linear_model_with_residual_structure_is_mixed(pig, menl_option, mixed
             assert got[level] == pytest.approx(value, rel=2e-3, abs=1e-6), (key, level)
 
 
+NESTED_CASES = [json.loads((RESIDUAL_REFS / "menl_nested" / "menl_nested_growth_ml.json").read_text())]
+
+
+@functools.lru_cache(maxsize=None)
+def fitted_nested(case_id: str) -> dict:
+    case = next(c for c in NESTED_CASES if c["id"] == case_id)
+    return multilevel.fit(case["stata"], data=pd.read_csv(RESIDUAL_REFS / case["dataset"])).to_dict()
+
+
+@pytest.mark.parametrize("case_id,label,reference,tolerance,getter", params(NESTED_CASES))
+def test_nested_random_effects_against_nlme(case_id, label, reference, tolerance, getter):
+    """{T0[farm>tree]}: the trees nested in farms, against nlme's random = list(farm, tree)."""
+    got = getter(fitted_nested(case_id))
+    assert got == pytest.approx(reference, abs=tolerance), f"{label}: {got} vs reference {reference}"
+
+
+def test_nested_linear_model_is_mixed():
+    data = pd.read_csv(RESIDUAL_REFS / "menl_nested" / "nested_growth.csv")
+    a = multilevel.fit("menl circumf = {b0} + {b1}*age + {F0[farm]} + {T0[farm > tree]}, rescorrelation(ar 1, t(t))",
+                       data=data.assign(t=data.age.rank(method="dense")))
+    b = multilevel.fit("mixed circumf age || farm: || tree:, residuals(ar 1, t(t))",
+                       data=data.assign(t=data.age.rank(method="dense")))
+    assert a.loglik == pytest.approx(b.loglik, abs=1e-6)
+    np.testing.assert_allclose(a.fixed.coef, b.fixed.coef[::-1], rtol=1e-6)
+    assert [e.label for e in a.equations] == ["farm", "farm>tree"]
+    np.testing.assert_allclose([e.cov[0, 0] for e in a.equations], [e.cov[0, 0] for e in b.equations], rtol=1e-4)
+    assert a.to_dict()["extra"]["ar1_rho"] == pytest.approx(b.to_dict()["extra"]["ar1_rho"], rel=1e-4)
+
+
 def test_power_yhat_table_rows():
     case = next(c for c in RESIDUAL_CASES if c["id"] == "menl_theoph_power_yhat_ml")
     res = multilevel.fit(case["stata"], data=pd.read_csv(RESIDUAL_REFS / case["dataset"]))
@@ -132,6 +161,13 @@ def test_a_linear_model_is_mixed(pig, menl, mixed):
     np.testing.assert_allclose(a.equations[0].cov, b.equations[0].cov[np.ix_(order, order)], rtol=1e-4)
     assert a.residual_var == pytest.approx(b.residual_var, rel=1e-5)
     assert "nonlinear regression" in str(a)
+
+
+def test_nested_random_effect_parsing():
+    spec = parse_menl("menl y = {b} + {W[wafer]} + {S[wafer > site]}")
+    assert [(r.name, r.group, r.key) for r in spec.random] == [("W", "wafer", ("wafer",)),
+                                                                ("S", "wafer>site", ("wafer", "site"))]
+    assert spec.variables == ["y", "wafer", "site"]
 
 
 def test_expression_translation():

@@ -4,7 +4,8 @@
 ([ME] menl, Syntax).  In the expressions:
 
 - ``{b1}`` (or ``{b1=200}``, with an initial value) is a free parameter (a fixed effect);
-- ``{U1[tree]}`` is the random effect ``U1`` of the groups of ``tree``;
+- ``{U1[tree]}`` is the random effect ``U1`` of the groups of ``tree``, ``{S0[wafer>site]}`` that of
+  the sites nested in wafers (the groups of wafer × site);
 - ``{ka:}`` is the expression ``define(ka: ...)``, substituted in parentheses;
 - other names are data columns; functions are Stata's (``exp ln log sqrt abs invlogit logit
   normal``) and ``^`` is the power.
@@ -28,7 +29,7 @@ FUNCTIONS = {"exp": np.exp, "ln": np.log, "log": np.log, "sqrt": np.sqrt, "abs":
              "lnnormal": special.log_ndtr, "log10": np.log10, "sin": np.sin, "cos": np.cos}
 _BRACE = re.compile(r"\{([^{}]*)\}")
 _PARAM = re.compile(r"^\s*([A-Za-z_]\w*)\s*(?:=\s*([-+0-9.eE]+)\s*)?$")
-_RANDOM = re.compile(r"^\s*([A-Za-z_]\w*)\s*\[\s*([A-Za-z_]\w*)\s*\]\s*$")
+_RANDOM = re.compile(r"^\s*([A-Za-z_]\w*)\s*\[\s*([A-Za-z_]\w*(?:\s*>\s*[A-Za-z_]\w*)*)\s*\]\s*$")
 _DEFINE_REF = re.compile(r"^\s*([A-Za-z_]\w*)\s*:\s*$")
 _NAME = re.compile(r"(?<![\w.])[A-Za-z_]\w*")
 _OPTIONS = {"define": "def", "covariance": "cov", "reml": "reml", "mle": "mle", "initial": "init",
@@ -41,7 +42,12 @@ _OPTIONS = {"define": "def", "covariance": "cov", "reml": "reml", "mle": "mle", 
 @dataclass(frozen=True)
 class RandomEffect:
     name: str      # U1
-    group: str     # tree
+    group: str     # tree; school>class for the classes nested in schools
+
+    @property
+    def key(self) -> tuple[str, ...]:
+        """Grouping variables from the top down (``("school", "class")``)."""
+        return tuple(self.group.split(">"))
 
 
 @dataclass
@@ -64,7 +70,7 @@ class MenlSpec:
         """Data columns used: response, covariates, grouping variables."""
         names = [m for m in re.findall(r'D\["(\w+)"\]', self.code)]
         residual = self.residuals.variables if self.residuals else []
-        return list(dict.fromkeys([self.response] + names + [r.group for r in self.random] + residual))
+        return list(dict.fromkeys([self.response] + names + [v for r in self.random for v in r.key] + residual))
 
     def function(self):
         """f(P, U, D) -> the mean of the response per observation (vectorized)."""
@@ -149,7 +155,7 @@ def _translate(expr: str, params: list[str], random: list[RandomEffect], initial
         inner = m.group(1)
         rnd, par = _RANDOM.match(inner), _PARAM.match(inner)
         if rnd:
-            effect = RandomEffect(rnd.group(1), rnd.group(2))
+            effect = RandomEffect(rnd.group(1), re.sub(r"\s+", "", rnd.group(2)))
             if effect.name in {r.name for r in random if r.group != effect.group}:
                 raise SpecError(f"random effect {effect.name} is used with two grouping variables", text)
             if effect not in random:

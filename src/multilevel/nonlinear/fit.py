@@ -33,11 +33,12 @@ from .expression import MenlSpec, parse_menl
 
 
 class _Level:
-    """The random effects sharing one grouping variable."""
+    """The random effects sharing one grouping (``tree``, or ``wafer>site`` for nested groups)."""
 
     def __init__(self, group: str, names: list[str], covariance: str, frame: pd.DataFrame):
         self.group, self.names, self.covariance = group, names, covariance
-        self.refs, self.labels = group_codes(frame, (group,))
+        self.key = tuple(group.split(">"))
+        self.refs, self.labels = group_codes(frame, self.key)
         self.n_groups, self.k = len(self.labels), len(names)
 
 
@@ -88,10 +89,10 @@ class NonlinearModel:
                             "those of every other random effect); "
                             f"{', '.join(lvl.group for lvl in self.levels)} are not nested")
         lowest = max(nested or self.levels, key=lambda lvl: lvl.n_groups)
-        if res.group and res.group != lowest.group:
+        if res.group and res.group != lowest.key[-1]:
             raise SpecError(f"menl: group({res.group}) other than the lowest level ({lowest.group}) is not "
                             "available yet")
-        return (lowest.group,)
+        return lowest.key
 
     def residual_design(self, fitted: np.ndarray | None):
         """The within-group error structure on the sample, with v = ``fitted`` for ``_yhat``."""
@@ -188,11 +189,11 @@ class NonlinearModel:
                                                           for lvl, Z, lb in zip(self.levels, Zs, b))
         spec = ModelSpec(command="menl", response=self.spec.response, fixed=" + ".join(self.spec.params),
                          fixed_stata=" ".join(self.spec.params), constant=False,
-                         levels=tuple(ReLevel((lvl.group,), tuple(lvl.names), False, lvl.covariance, lvl.group)
+                         levels=tuple(ReLevel(lvl.key, tuple(lvl.names), False, lvl.covariance, lvl.group)
                                       for lvl in self.levels),
                          method=self.spec.method, options=dict(self.spec.options))
         fixed = FixedTerm(X, tuple(self.spec.params), (), None, tuple(self.spec.params))
-        equations = tuple(ReEquation(i, lvl.group, (lvl.group,), lvl.refs, lvl.labels, Z, tuple(lvl.names),
+        equations = tuple(ReEquation(i, lvl.group, lvl.key, lvl.refs, lvl.labels, Z, tuple(lvl.names),
                                      lvl.covariance) for i, (lvl, Z) in enumerate(zip(self.levels, Zs)))
         return Design(spec, w, fixed, equations, self.sample, residual)
 
