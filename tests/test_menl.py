@@ -52,20 +52,22 @@ def test_reml_reference_variances_are_off_the_optimum():
     assert at_reference < -opt.fmin / 2 - 0.02
 
 
-RESIDUAL_REFS = pathlib.Path(__file__).parent / "references"
-RESIDUAL_CASES = [json.loads(p.read_text()) for p in sorted((RESIDUAL_REFS / "menl_residuals").glob("*.json"))]
+REFS = pathlib.Path(__file__).parent / "references"
+RESIDUAL_CASES = [json.loads(p.read_text()) for p in sorted((REFS / "menl_residuals").glob("*.json"))]
+NESTED_CASES = [json.loads((REFS / "menl_nested" / "menl_nested_growth_ml.json").read_text())]
 
 
 @functools.lru_cache(maxsize=None)
-def fitted_residual_case(case_id: str) -> dict:
-    case = next(c for c in RESIDUAL_CASES if c["id"] == case_id)
-    return multilevel.fit(case["stata"], data=pd.read_csv(RESIDUAL_REFS / case["dataset"])).to_dict()
+def fitted_reference_case(case_id: str) -> dict:
+    case = next(c for c in RESIDUAL_CASES + NESTED_CASES if c["id"] == case_id)
+    return multilevel.fit(case["stata"], data=pd.read_csv(REFS / case["dataset"])).to_dict()
 
 
-@pytest.mark.parametrize("case_id,label,reference,tolerance,getter", params(RESIDUAL_CASES))
-def test_residual_structure_against_nlme(case_id, label, reference, tolerance, getter):
-    """resvariance() / rescorrelation() against nlme's varFunc / corStruct (make.R there)."""
-    got = getter(fitted_residual_case(case_id))
+@pytest.mark.parametrize("case_id,label,reference,tolerance,getter", params(RESIDUAL_CASES + NESTED_CASES))
+def test_residual_structures_and_nesting_against_nlme(case_id, label, reference, tolerance, getter):
+    """resvariance() / rescorrelation() against nlme's varFunc / corStruct (menl_residuals/make.R);
+    {T0[farm>tree]} against nlme's random = list(farm, tree) (menl_nested/make.R)."""
+    got = getter(fitted_reference_case(case_id))
     assert got == pytest.approx(reference, abs=tolerance), f"{label}: {got} vs reference {reference}"
 
 
@@ -107,24 +109,8 @@ def test_a_linear_model_with_residual_structure_is_mixed(pig, menl_option, mixed
             assert got[level] == pytest.approx(value, rel=2e-3, abs=1e-6), (key, level)
 
 
-NESTED_CASES = [json.loads((RESIDUAL_REFS / "menl_nested" / "menl_nested_growth_ml.json").read_text())]
-
-
-@functools.lru_cache(maxsize=None)
-def fitted_nested(case_id: str) -> dict:
-    case = next(c for c in NESTED_CASES if c["id"] == case_id)
-    return multilevel.fit(case["stata"], data=pd.read_csv(RESIDUAL_REFS / case["dataset"])).to_dict()
-
-
-@pytest.mark.parametrize("case_id,label,reference,tolerance,getter", params(NESTED_CASES))
-def test_nested_random_effects_against_nlme(case_id, label, reference, tolerance, getter):
-    """{T0[farm>tree]}: the trees nested in farms, against nlme's random = list(farm, tree)."""
-    got = getter(fitted_nested(case_id))
-    assert got == pytest.approx(reference, abs=tolerance), f"{label}: {got} vs reference {reference}"
-
-
 def test_nested_linear_model_is_mixed():
-    data = pd.read_csv(RESIDUAL_REFS / "menl_nested" / "nested_growth.csv")
+    data = pd.read_csv(REFS / "menl_nested" / "nested_growth.csv")
     a = multilevel.fit("menl circumf = {b0} + {b1}*age + {F0[farm]} + {T0[farm > tree]}, rescorrelation(ar 1, t(t))",
                        data=data.assign(t=data.age.rank(method="dense")))
     b = multilevel.fit("mixed circumf age || farm: || tree:, residuals(ar 1, t(t))",
@@ -138,7 +124,7 @@ def test_nested_linear_model_is_mixed():
 
 def test_power_yhat_table_rows():
     case = next(c for c in RESIDUAL_CASES if c["id"] == "menl_theoph_power_yhat_ml")
-    res = multilevel.fit(case["stata"], data=pd.read_csv(RESIDUAL_REFS / case["dataset"]))
+    res = multilevel.fit(case["stata"], data=pd.read_csv(REFS / case["dataset"]))
     text = str(res)
     assert "Residual: Power _yhat" in text
     assert [name for name, _, _ in res.residual_rows] == ["sigma2", "delta", "_cons"]
@@ -236,7 +222,7 @@ def test_docs_page_runs_and_shows_current_output():
 def test_exchangeable_at_its_bound_gives_nan_se_not_an_error():
     """On Orange the exchangeable correlation's optimum is its bound −1/(7−1) (nlme: Rho = −0.16667,
     log likelihood −131.4708, tests/references/menl_residuals/make.R): estimates, no SEs."""
-    data = pd.read_csv(RESIDUAL_REFS / "menl_residuals" / "orange_menlres.csv")
+    data = pd.read_csv(REFS / "menl_residuals" / "orange_menlres.csv")
     res = multilevel.fit("menl circumf = ({b1}+{U1[tree]})/(1+exp(-(age-{b2})/{b3})), "
                          "rescorrelation(exchangeable)", data=data)
     assert res.loglik == pytest.approx(-131.4708, abs=1e-3)
