@@ -74,7 +74,8 @@ def test_residual_structures_and_nesting_against_nlme(case_id, label, reference,
 def test_residual_cases_cover_every_structure():
     stata = " ".join(c["stata"] for c in RESIDUAL_CASES)
     for option in ("power _yhat, noconstant", "power _yhat)", "power age", "exponential time", "linear t",
-                   "distinct, index(phase)", "ar 1, t(t)", "exchangeable", "ctar1, t(minutes)"):
+                   "distinct, index(phase)", "ar 1, t(t)", "exchangeable", "ctar1, t(minutes)",
+                   "strata(heavy)"):
         assert option in stata
 
 
@@ -200,6 +201,9 @@ def test_bad_data(pig):
     with pytest.raises(DataError, match="repeated values"):
         multilevel.fit("menl weight = {b0} + {b1}*week + {U0[id]}, rescorrelation(ar 1, t(one))",
                        data=pig.assign(one=1))
+    with pytest.raises(DataError, match="constant within"):
+        multilevel.fit("menl weight = {b0} + {b1}*week + {U0[id]}, resvariance(exponential week, strata(late))",
+                       data=pig.assign(late=(pig.week > 4) + 1))
     with pytest.raises(SpecError, match="group"):
         multilevel.fit("menl weight = {b0} + {b1}*week + {U0[id]}, rescorrelation(ar 1, t(week) group(week))",
                        data=pig)

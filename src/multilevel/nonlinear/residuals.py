@@ -67,8 +67,11 @@ class MenlResiduals:
         rd = build_residual(corr, group_key, frame)
         if self.variance is None:
             return rd
-        return ResidualDesign(rd.spec, rd.groups, rd.t, rd.t_levels, rd.by, rd.by_levels,
-                              _variance_design(self.variance, frame, fitted))
+        vd = _variance_design(self.variance, frame, fitted)
+        if vd.strata_var and pd.Series(vd.strata).groupby(rd.groups).nunique().max() > 1:
+            raise DataError(f"strata() variable '{vd.strata_var}' must be constant within the groups of "
+                            f"{'>'.join(group_key)}")
+        return ResidualDesign(rd.spec, rd.groups, rd.t, rd.t_levels, rd.by, rd.by_levels, vd)
 
 
 def _full_order(corr: ResidualSpec, group_key, frame) -> ResidualSpec:

@@ -37,6 +37,7 @@ theoph <- read_data("theoph.csv")
 theoph <- theoph[order(theoph$subject, theoph$time), ]
 theoph$phase <- ifelse(theoph$time < 3, 1L, 2L)                       # absorption / elimination
 theoph$minutes <- 60 * theoph$time      # ctar1's rho per minute is inside (0, 1); per hour it is ~1e-8
+theoph$heavy <- ifelse(theoph$wt > 70, 2L, 1L)                      # strata, constant within subject
 write.csv(theoph, file.path(OUT, "theoph_menlres.csv"), row.names = FALSE)
 
 ctl <- nlmeControl(maxIter = 500, pnlsMaxIter = 50, msMaxIter = 500, tolerance = 1e-8,
@@ -143,7 +144,7 @@ vcoef <- function(fit, name) coef(fit$modelStruct$varStruct, unconstrained = FAL
 ccoef <- function(fit) coef(fit$modelStruct$corStruct, unconstrained = FALSE)[[1]]
 lagmat <- function(t) abs(outer(t, t, "-"))
 ORANGE_ORIGIN <- "R datasets::Orange sorted by tree and age, with t = occasion 1..7 within tree (tests/references/menl_residuals/orange_menlres.csv, written by make.R)"
-THEOPH_ORIGIN <- "R datasets::Theoph sorted by subject and time, with phase = 1 if time < 3 else 2 and minutes = 60 time (tests/references/menl_residuals/theoph_menlres.csv, written by make.R)"
+THEOPH_ORIGIN <- "R datasets::Theoph sorted by subject and time, with phase = 1 if time < 3 else 2, minutes = 60 time and heavy = 2 if wt > 70 else 1 (tests/references/menl_residuals/theoph_menlres.csv, written by make.R)"
 ORANGE_CALL <- "circumf ~ b1/(1+exp(-(age-b2)/b3)), fixed = b1+b2+b3 ~ 1, random = b1 ~ 1 | tree"
 THEOPH_CALL <- "conc ~ SSfol-type explicit formula, fixed = lke+lka+lcl ~ 1, random = pdDiag(lka+lcl ~ 1) | subject"
 ORANGE <- list(data = orange, response = "circumf", group = "tree", params = c("b1", "b2", "b3"), re = "b1",
@@ -189,6 +190,15 @@ case("menl_theoph_exponential_time_ml", f,
      c(sigma2 = sig2(f), gamma = vcoef(f, "expon")),
      diag_R(function(q, r) exp(2 * q[["gamma"]] * theoph$time[r])),
      list(varexp_gamma = "gamma"), "Var(e) = sigma2 exp(2 gamma time)")
+
+f <- theoph_fit(weights = varExp(form = ~time | heavy))
+case("menl_theoph_exponential_time_strata_ml", f,
+     paste(THEOPH_STATA, "resvariance(exponential time, strata(heavy))"), "menl_residuals/theoph_menlres.csv",
+     THEOPH_ORIGIN, paste(THEOPH_CALL, ", weights = varExp(form = ~time|heavy)"), THEOPH, c("U1", "U2"),
+     c(sigma2 = sig2(f), gamma1 = vcoef(f, "1"), gamma2 = vcoef(f, "2")),
+     diag_R(function(q, r) exp(2 * ifelse(theoph$heavy[r] == 1, q[["gamma1"]], q[["gamma2"]]) * theoph$time[r])),
+     list(varexp_gamma_by = list(`heavy=1` = "gamma1", `heavy=2` = "gamma2")),
+     "Var(e) = sigma2 exp(2 gamma_s time) with gamma_s for stratum s of heavy (sigma2 common)")
 
 ## (with varFixed(~age) nlme stops at var(U1) ~ 0 and log likelihood -150.23 for every start of the
 ## random-effects variance, while menl's Lindstrom-Bates reaches -131.80: not used as a reference)
