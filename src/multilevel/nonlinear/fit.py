@@ -10,9 +10,17 @@ With b = Λu per group (u spherical, the LMM core's parametrization) it alternat
 
 until β and θ stop changing.  The log likelihood, SEs and table are those of the linearized
 model at convergence (as nlme and menl report them).
+
+Within-group errors Var(e_j) = σ² G_j Corr_j G_j (``resvariance()``/``rescorrelation()``,
+nonlinear/residuals.py): PNLS minimizes ‖C⁻¹(y − f)‖² + ‖u‖² with C = chol(G Corr G) at the last
+LME step's parameters, and the LME step fits the linearized model with that structure
+(lmm/rside.py), its parameters estimated with Λ and σ².  For ``_yhat`` the variance covariate
+is the fitted values of the previous PNLS step, fixed in the LME step (Pinheiro & Bates 2000,
+§7.5; [ME] menl, Methods and formulas).
 """
 from __future__ import annotations
 
+import functools
 import re
 import warnings
 from dataclasses import replace
@@ -144,7 +152,8 @@ class NonlinearModel:
             X, Zs = self.jacobians(beta, b)
             W = white(np.column_stack([X] + [Z @ lam for Z, lam in zip(Zs, lams)]))   # C⁻¹ ∂f/∂(β, u)
             blocks = [sparse.csr_matrix(W[:, :self.p])]
-            for lvl, ZL in zip(self.levels, np.split(W[:, self.p:], np.cumsum([lv.k for lv in self.levels])[:-1], axis=1)):
+            ZLs = np.split(W[:, self.p:], np.cumsum([lvl.k for lvl in self.levels])[:-1], axis=1)
+            for lvl, ZL in zip(self.levels, ZLs):
                 rows = np.repeat(np.arange(self.n), lvl.k)
                 cols = (lvl.refs[:, None] * lvl.k + np.arange(lvl.k)).ravel()
                 blocks.append(sparse.csr_matrix((ZL.ravel(), (rows, cols)), shape=(self.n, lvl.n_groups * lvl.k)))
@@ -294,11 +303,15 @@ def _lindstrom_bates(model: NonlinearModel, beta: np.ndarray, tol: float, max_it
         u = [_respherize(x @ lam.T, new) for x, lam, new in zip(u, lams, new_lams)]
         beta, lams, theta = new_beta, new_lams, opt.final.copy()
         if lmm.residual is not None:
-            phi = theta[lmm.residual_slice]
-            white = lambda A, rs=lmm.residual, phi=phi: rs.whiten(phi, A)[0]  # noqa: E731 - C⁻¹ at φ
+            white = functools.partial(_whitened, lmm.residual, theta[lmm.residual_slice])
         if change < (tol if gradient.available(lmm) else max(tol, DERIVATIVE_FREE_TOL)):
             return lmm, opt, True
     return lmm, opt, False
+
+
+def _whitened(residual, phi: np.ndarray, A: np.ndarray) -> np.ndarray:
+    """C⁻¹A with Var(e) = σ²CCᵀ of the residual model at φ (for PNLS)."""
+    return residual.whiten(phi, A)[0]
 
 
 def _level_lambda(lmm, theta: np.ndarray, lvl: _Level) -> np.ndarray:
