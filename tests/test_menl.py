@@ -3,6 +3,7 @@ iteration), the within-group error structures (tests/references/menl_residuals, 
 reduction to ``mixed`` for a model linear in its parameters, expression parsing and bad input."""
 from __future__ import annotations
 
+import copy
 import functools
 import json
 import pathlib
@@ -71,6 +72,40 @@ def test_residual_structures_and_nesting_against_nlme(case_id, label, reference,
     assert got == pytest.approx(reference, abs=tolerance), f"{label}: {got} vs reference {reference}"
 
 
+def _as_menl(case: dict, option: str) -> dict:
+    """A mixed ``residuals()`` reference of ovary (tests/references/residuals, R nlme / direct ML) as
+    the menl model with the same mean: {b0} is _cons, {b1} sin1, {b2} cos1, U0 the random intercept
+    (the Wald and LR tests of mixed leave out _cons and are not compared)."""
+    out = copy.deepcopy(case)
+    res = out["results"]
+    res["fixed"]["names"] = [{"_cons": "b0", "sin1": "b1", "cos1": "b2"}[n] for n in res["fixed"]["names"]]
+    res["random"][0]["terms"] = ["U0"]
+    res["extra"] = {k: v for k, v in res["extra"].items() if not k.startswith(("wald", "lr_"))}
+    out["stata"] = "menl follicles = {b0} + {b1}*sin1 + {b2}*cos1 + {U0[mare]}, " + option
+    return out
+
+
+MIXED_AS_MENL = {"lmm_ovary_toeplitz2_ml": "rescovariance(toeplitz 2, t(time))",
+                 "lmm_ovary_ma1_ml": "rescorrelation(ma 1, t(time))",
+                 "lmm_ovary_ar2_ml": "rescorrelation(ar 2, t(time))",
+                 "lmm_ovary_exponential_stime_ml": "rescorrelation(ctar1, t(stime))"}
+OVARY_CASES = [_as_menl(json.loads((REFS / "residuals" / f"{name}.json").read_text()), option)
+               for name, option in MIXED_AS_MENL.items()]
+
+
+@functools.lru_cache(maxsize=None)
+def fitted_ovary(case_id: str) -> dict:
+    case = next(c for c in OVARY_CASES if c["id"] == case_id)
+    return multilevel.fit(case["stata"], data=load_data("ovary.csv")).to_dict()
+
+
+@pytest.mark.parametrize("case_id,label,reference,tolerance,getter", params(OVARY_CASES))
+def test_linear_model_with_residual_structure_against_r(case_id, label, reference, tolerance, getter):
+    """toeplitz, ma, ar 2 and ctar1 on real-valued times: the references of mixed's residuals()."""
+    got = getter(fitted_ovary(case_id))
+    assert got == pytest.approx(reference, abs=tolerance), f"{label}: {got} vs reference {reference}"
+
+
 def test_residual_cases_cover_every_structure():
     stata = " ".join(c["stata"] for c in RESIDUAL_CASES)
     for option in ("power _yhat, noconstant", "power _yhat)", "power age", "exponential time", "linear t",
@@ -87,6 +122,8 @@ def test_residual_cases_cover_every_structure():
     ("resvariance(distinct, index(late))", "residuals(independent, by(late))"),
     ("rescovariance(independent, index(late))", "residuals(independent, by(late))"),
     ("rescovariance(ar 1, t(week) by(half))", "residuals(ar 1, t(week) by(half))"),
+    ("rescovariance(identity, by(half))", "residuals(independent, by(half))"),
+    ("rescorrelation(ar 1, t(week)) reml", "residuals(ar 1, t(week)) reml"),
 ])
 def test_a_linear_model_with_residual_structure_is_mixed(pig, menl_option, mixed_option):
     """Linear in β and u, menl with a residual structure is mixed with the same residuals()."""
