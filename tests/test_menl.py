@@ -110,7 +110,7 @@ def test_residual_cases_cover_every_structure():
     stata = " ".join(c["stata"] for c in RESIDUAL_CASES)
     for option in ("power _yhat, noconstant", "power _yhat)", "power age", "exponential time", "linear t",
                    "distinct, index(phase)", "ar 1, t(t)", "exchangeable", "ctar1, t(minutes)",
-                   "strata(heavy)"):
+                   "strata(heavy)", "exchangeable, group(tree)"):
         assert option in stata
 
 

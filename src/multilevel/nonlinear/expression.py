@@ -125,9 +125,10 @@ def parse_menl(text: str) -> MenlSpec:
     code = _translate(_substitute(expr, defines, text), params, random, initial, text)
     if not params:
         raise SpecError("the menl expression has no free parameters ({name})", text)
-    if not random:
+    if not random and (residuals is None or residuals.group is None):
         raise SpecError("the menl expression has no random effects ({U1[group]}); fit it with nonlinear "
-                        "least squares instead", text)
+                        "least squares instead, or give the groups of a marginal model's within-group errors "
+                        "in group() of rescovariance(), rescorrelation() or resvariance()", text)
     return MenlSpec(text, response, code, params, random, initial, covariances, method, options, residuals)
 
 

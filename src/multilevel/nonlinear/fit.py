@@ -88,6 +88,8 @@ class NonlinearModel:
         """The groups of the within-group errors: the lowest level, i.e. the level whose groups lie
         within one group of every other level (the whitening C⁻¹ then keeps each level's columns)."""
         res = self.spec.residuals
+        if not self.levels:                      # a marginal model: the groups of group()
+            return (res.group,)
         nested = [lvl for lvl in self.levels
                   if all(other is lvl or np.all(pd.Series(other.refs).groupby(lvl.refs).nunique() == 1)
                          for other in self.levels)]
@@ -160,7 +162,7 @@ class NonlinearModel:
             J = sparse.hstack(blocks).tocsc()
             q = J.shape[1] - self.p
             pen = sparse.diags(np.concatenate([np.zeros(self.p), np.ones(q)]))
-            uvec = np.concatenate([x.ravel() for x in u])
+            uvec = np.concatenate([np.zeros(0)] + [x.ravel() for x in u])
             A = (J.T @ J + pen).tocsc()
             g = J.T @ r - np.concatenate([np.zeros(self.p), uvec])
             try:
