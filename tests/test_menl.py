@@ -238,6 +238,9 @@ def test_bad_data(pig):
     with pytest.raises(DataError, match="repeated values"):
         multilevel.fit("menl weight = {b0} + {b1}*week + {U0[id]}, rescorrelation(ar 1, t(one))",
                        data=pig.assign(one=1))
+    with pytest.raises(DataError, match="is 0 in 48 observations"):
+        multilevel.fit("menl weight = {b0} + {b1}*week + {U0[id]}, resvariance(power w0, noconstant)",
+                       data=pig.assign(w0=(pig.week > 1) * 1.0))
     with pytest.raises(DataError, match="constant within"):
         multilevel.fit("menl weight = {b0} + {b1}*week + {U0[id]}, resvariance(exponential week, strata(late))",
                        data=pig.assign(late=(pig.week > 4) + 1))

@@ -94,6 +94,9 @@ def _variance_design(vs: VarianceSpec, frame: pd.DataFrame, fitted: np.ndarray |
         v = frame[vs.covariate].to_numpy(dtype=float)
         if vs.kind == "linear" and np.any(v <= 0):
             raise DataError(f"resvariance(linear {vs.covariate}) needs {vs.covariate} > 0")
+    if vs.kind == "power" and not vs.constant and np.any(v == 0):
+        raise DataError(f"resvariance(power {vs.covariate}, noconstant): {vs.covariate} is 0 in {np.sum(v == 0)} "
+                        "observations, where |v|^delta is 0 or infinite; use power with its constant")
     if vs.strata:
         codes, labels = group_codes(frame, (vs.strata,))
     else:
