@@ -38,6 +38,7 @@ theoph <- theoph[order(theoph$subject, theoph$time), ]
 theoph$phase <- ifelse(theoph$time < 3, 1L, 2L)                       # absorption / elimination
 theoph$minutes <- 60 * theoph$time      # ctar1's rho per minute is inside (0, 1); per hour it is ~1e-8
 theoph$heavy <- ifelse(theoph$wt > 70, 2L, 1L)                      # strata, constant within subject
+theoph$occ <- ave(theoph$time, theoph$subject, FUN = seq_along)        # occasion 1..11
 write.csv(theoph, file.path(OUT, "theoph_menlres.csv"), row.names = FALSE)
 
 ctl <- nlmeControl(maxIter = 500, pnlsMaxIter = 50, msMaxIter = 500, tolerance = 1e-8,
@@ -144,7 +145,7 @@ vcoef <- function(fit, name) coef(fit$modelStruct$varStruct, unconstrained = FAL
 ccoef <- function(fit) coef(fit$modelStruct$corStruct, unconstrained = FALSE)[[1]]
 lagmat <- function(t) abs(outer(t, t, "-"))
 ORANGE_ORIGIN <- "R datasets::Orange sorted by tree and age, with t = occasion 1..7 within tree (tests/references/menl_residuals/orange_menlres.csv, written by make.R)"
-THEOPH_ORIGIN <- "R datasets::Theoph sorted by subject and time, with phase = 1 if time < 3 else 2, minutes = 60 time and heavy = 2 if wt > 70 else 1 (tests/references/menl_residuals/theoph_menlres.csv, written by make.R)"
+THEOPH_ORIGIN <- "R datasets::Theoph sorted by subject and time, with phase = 1 if time < 3 else 2, minutes = 60 time, heavy = 2 if wt > 70 else 1 and occ = occasion 1..11 (tests/references/menl_residuals/theoph_menlres.csv, written by make.R)"
 ORANGE_CALL <- "circumf ~ b1/(1+exp(-(age-b2)/b3)), fixed = b1+b2+b3 ~ 1, random = b1 ~ 1 | tree"
 THEOPH_CALL <- "conc ~ SSfol-type explicit formula, fixed = lke+lka+lcl ~ 1, random = pdDiag(lka+lcl ~ 1) | subject"
 ORANGE <- list(data = orange, response = "circumf", group = "tree", params = c("b1", "b2", "b3"), re = "b1",
@@ -260,6 +261,20 @@ case("menl_orange_power_yhat_ar1_ml", f,
      },
      list(power_delta = "delta", ar1_rho = "rho"),
      "Var(e) = sigma2 |yhat|^(2 delta) with corr(e_s, e_t) = rho^|s-t|")
+
+f <- theoph_fit(weights = varIdent(form = ~1 | phase), correlation = corAR1(form = ~occ | subject))
+case("menl_theoph_distinct_ar1_ml", f,
+     paste(THEOPH_STATA, "resvariance(distinct, index(phase)) rescorrelation(ar 1, t(occ))"),
+     "menl_residuals/theoph_menlres.csv", THEOPH_ORIGIN,
+     paste(THEOPH_CALL, ", weights = varIdent(form = ~1|phase), correlation = corAR1(form = ~occ|subject)"),
+     THEOPH, c("U1", "U2"),
+     c(v1 = sig2(f), v2 = sig2(f) * vcoef(f, "2")^2, rho = ccoef(f)),
+     function(q, r) {
+       s <- sqrt(ifelse(theoph$phase[r] == 1, q[["v1"]], q[["v2"]]))
+       outer(s, s) * q[["rho"]]^lagmat(theoph$occ[r])
+     },
+     list(residual_var_by = list(`phase=1` = "v1", `phase=2` = "v2"), ar1_rho = "rho"),
+     "Var(e) = sigma_l^2 for phase l with corr(e_s, e_t) = rho^|occ_s - occ_t|")
 
 ## ---- marginal models: no random effects, errors correlated within group() ------------------
 ## nlme::gnls stops short of the optimum here (nlsTol must be loosened to 1e-3 for it to run at
