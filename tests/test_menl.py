@@ -110,7 +110,7 @@ def test_residual_cases_cover_every_structure():
     stata = " ".join(c["stata"] for c in RESIDUAL_CASES)
     for option in ("power _yhat, noconstant", "power _yhat)", "power age", "exponential time", "linear t",
                    "distinct, index(phase)", "ar 1, t(t)", "exchangeable", "ctar1, t(minutes)",
-                   "strata(heavy)", "exchangeable, group(tree)"):
+                   "strata(heavy)", "exchangeable, group(tree)", "unstructured, index(occ)"):
         assert option in stata
 
 
@@ -158,6 +158,23 @@ def test_nested_linear_model_is_mixed():
     assert [e.label for e in a.equations] == ["farm", "farm>tree"]
     np.testing.assert_allclose([e.cov[0, 0] for e in a.equations], [e.cov[0, 0] for e in b.equations], rtol=1e-4)
     assert a.to_dict()["extra"]["ar1_rho"] == pytest.approx(b.to_dict()["extra"]["ar1_rho"], rel=1e-4)
+
+
+def test_distinct_variances_and_unstructured_correlations_are_the_unstructured_covariance():
+    """resvariance(distinct) × rescorrelation(unstructured) = rescovariance(unstructured) = mixed's
+    residuals(unstructured) for a linear marginal model (Orthodont)."""
+    data = load_data("orthodont.csv")
+    head = "menl distance = {b0} + {b1}*age, "
+    a = multilevel.fit(head + "resvariance(distinct, index(occ)) rescorrelation(unstructured, index(occ) "
+                       "group(subject))", data=data)
+    b = multilevel.fit(head + "rescovariance(unstructured, index(occ) group(subject))", data=data)
+    c = multilevel.fit("mixed distance age || subject:, noconstant residuals(unstructured, t(occ))", data=data)
+    assert a.loglik == pytest.approx(c.loglik, abs=1e-6) and b.loglik == pytest.approx(c.loglik, abs=1e-6)
+    np.testing.assert_allclose(b.to_dict()["extra"]["residual_cov_matrix"],
+                               c.to_dict()["extra"]["residual_cov_matrix"], rtol=1e-4)
+    variances = a.to_dict()["extra"]["residual_var_by"]
+    np.testing.assert_allclose(list(variances.values()), np.diag(c.to_dict()["extra"]["residual_cov_matrix"]),
+                               rtol=1e-4)
 
 
 def test_power_yhat_table_rows():
@@ -217,7 +234,7 @@ def test_expression_translation():
     ("menl y = {b0} + {U[g]}, rescorrelation(ar 1)", "needs t"),
     ("menl y = {b0} + {U[g]}, rescorrelation(ar x, t(t))", "positive integer order"),
     ("menl y = {b0} + {U[g]}, rescorrelation(exchangeable 2)", "takes no order"),
-    ("menl y = {b0} + {U[g]}, rescorrelation(unstructured, index(t))", "not available yet"),
+    ("menl y = {b0} + {U[g]}, rescorrelation(unstructured)", "index"),
     ("menl y = {b0} + {U[g]}, rescorrelation(ar 1, t(t) by(s))", "not available yet"),
     ("menl y = {b0} + {U[g]}, rescovariance(unstructured)", "index"),
     ("menl y = {b0} + {U[g]}, rescovariance(ar 1, t(t)) resvariance(power x)", "cannot be combined"),

@@ -182,18 +182,20 @@ class Unstructured:
     Relative SDs exp(φ) for levels 2..T (level 1 fixed at 1); correlations
     from a unit-diagonal-normalized LLᵀ with free sub-diagonal L (any positive
     definite correlation matrix), or, for ``banded``, tanh(φ) inside the band
-    and 0 outside.
+    and 0 outside.  ``correlation_only`` (menl's ``rescorrelation()``): equal
+    variances, the correlations alone.
     """
 
     needs_time = True
 
-    def __init__(self, levels: np.ndarray, band: int | None = None):
+    def __init__(self, levels: np.ndarray, band: int | None = None, correlation_only: bool = False):
         self.levels = np.asarray(levels)
         T = len(self.levels)
         self.band = band
+        self.n_sd = 0 if correlation_only else T - 1
         self.pairs = [(i, j) for i in range(T) for j in range(i) if band is None or i - j <= band]
-        self.n_params = (T - 1) + len(self.pairs)
-        self.label = "Unstructured" if band is None else f"Banded({band})"
+        self.n_params = self.n_sd + len(self.pairs)
+        self.label = ("Unstructured" if band is None else f"Banded({band})") + (" corr." if correlation_only else "")
         self.lower, self.upper = np.full(self.n_params, -20.0), np.full(self.n_params, 20.0)
 
     def start(self):
@@ -201,8 +203,8 @@ class Unstructured:
 
     def full(self, phi: np.ndarray) -> np.ndarray:
         T = len(self.levels)
-        sd = np.exp(np.concatenate([[0.0], phi[:T - 1]]))
-        free = phi[T - 1:]
+        sd = np.exp(np.concatenate([[0.0], phi[:self.n_sd]])) if self.n_sd else np.ones(T)
+        free = phi[self.n_sd:]
         if self.band is None:
             L = np.eye(T)
             for (i, j), v in zip(self.pairs, free):
@@ -223,6 +225,9 @@ class Unstructured:
     def report(self, phi, sigma2):
         S = sigma2 * self.full(phi)
         names = [str(int(v)) if float(v).is_integer() else str(v) for v in self.levels]
+        if not self.n_sd:
+            return [(f"corr(e{names[j]},e{names[i]})", S[i, j] / sigma2)
+                    for i, j in sorted(self.pairs, key=lambda p: (p[1], p[0]))] + [("var(e)", sigma2)]
         out = [(f"var(e{names[i]})", S[i, i]) for i in range(len(names))]
         out += [(f"cov(e{names[j]},e{names[i]})", S[i, j]) for i, j in sorted(self.pairs, key=lambda p: (p[1], p[0]))]
         return out
@@ -231,8 +236,9 @@ class Unstructured:
 KINDS = ("independent", "exchangeable", "ar", "ma", "unstructured", "banded", "toeplitz", "exponential")
 
 
-def make(kind: str, order: int | None, t_levels: np.ndarray | None):
-    """The structure for Stata's ``residuals(kind [order])``."""
+def make(kind: str, order: int | None, t_levels: np.ndarray | None, correlation_only: bool = False):
+    """The structure for Stata's ``residuals(kind [order])`` (``correlation_only``: menl's
+    ``rescorrelation(unstructured | banded #)``)."""
     if kind == "independent":
         return Independent()
     if kind == "exchangeable":
@@ -243,7 +249,7 @@ def make(kind: str, order: int | None, t_levels: np.ndarray | None):
         cls = {"ar": AR, "ma": MA, "toeplitz": Toeplitz}[kind]
         return cls(order or 1)
     if kind in ("unstructured", "banded"):
-        return Unstructured(t_levels, band=(order if kind == "banded" else None))
+        return Unstructured(t_levels, band=(order if kind == "banded" else None), correlation_only=correlation_only)
     raise SpecError(f"unknown residual structure '{kind}' (choose one of {', '.join(KINDS)})")
 
 

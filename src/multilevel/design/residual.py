@@ -25,6 +25,7 @@ class ResidualSpec:
     order: int | None = None
     t: str | None = None
     by: str | None = None
+    correlation_only: bool = False   # menl's rescorrelation(unstructured | banded): equal variances
 
     @property
     def variables(self) -> list[str]:

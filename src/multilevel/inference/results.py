@@ -184,7 +184,7 @@ class MixedResults(FitSummary):
                 # with cov(e) ≥ 0 this marginal model is the random-intercept model
                 # (var(_cons) = cov(e)), so that model's log likelihood is this one
                 extra["ll_random_intercept_model"] = self.loglik
-        if self.residual_label.startswith(("Unstructured", "Banded")):
+        if self.residual_label.startswith(("Unstructured", "Banded")) and " corr." not in self.residual_label:
             extra.update(_unstructured_matrices(rows))
         by = self.residual_label.partition(", by ")[2]
         if by:

@@ -180,8 +180,8 @@ def _variance(arg: str, groups: list[str], text: str) -> VarianceSpec | None:
 def _correlation(arg: str, groups: list[str], text: str) -> ResidualSpec:
     kind, words, opts = _split(arg, _CORRELATION, "rescorrelation", text)
     if kind in ("banded", "unstructured"):
-        raise SpecError(f"rescorrelation({kind}) is not available yet; rescovariance({kind}, index()) "
-                        "(distinct variances and correlations) is", text)
+        spec, _ = _indexed(kind, words, opts, "rescorrelation", groups, text)
+        return ResidualSpec(spec.kind, spec.order, spec.t, correlation_only=True)
     if "by" in opts:
         raise SpecError("rescorrelation(..., by()) is not available yet; rescovariance(..., by()) "
                         "(all residual parameters by level) is", text)
@@ -196,12 +196,18 @@ def _covariance(arg: str, groups: list[str], text: str) -> tuple[ResidualSpec, V
             raise SpecError("rescovariance(independent) needs index(varname)", text)
         return ResidualSpec("independent"), VarianceSpec("distinct", opts["index"])
     if kind in ("banded", "unstructured"):
-        _allowed(opts, {"index"}, f"rescovariance({kind})", text, groups)
-        if not opts.get("index"):
-            raise SpecError(f"rescovariance({kind}) needs index(varname)", text)
-        order = _order(kind, words, text) if kind == "banded" else None
-        return ResidualSpec(kind if order is not None else "unstructured", order, opts["index"]), None
+        return _indexed(kind, words, opts, "rescovariance", groups, text)
     return _structure(kind, words, opts, "rescovariance", groups, text, by=True), None
+
+
+def _indexed(kind: str, words: list[str], opts: dict, what: str, groups: list[str],
+             text: str) -> tuple[ResidualSpec, None]:
+    """``banded [#], index(v)`` and ``unstructured, index(v)`` (banded without # is unstructured)."""
+    _allowed(opts, {"index"}, f"{what}({kind})", text, groups)
+    if not opts.get("index"):
+        raise SpecError(f"{what}({kind}) needs index(varname)", text)
+    order = _order(kind, words, text) if kind == "banded" else None
+    return ResidualSpec(kind if order is not None else "unstructured", order, opts["index"]), None
 
 
 def _structure(kind: str, words: list[str], opts: dict, what: str, groups: list[str], text: str,

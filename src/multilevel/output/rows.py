@@ -86,7 +86,7 @@ def structure_rows(res) -> list[Row]:
             phi, phi_se = 0.5 * np.log(value), se / (2 * value)
             rows.append(Row("Residual", name, value, se, np.exp(2 * (phi - crit * phi_se)),
                             np.exp(2 * (phi + crit * phi_se))))
-        elif base.startswith("rho"):
+        elif base.startswith(("rho", "corr(")):
             a, a_se = np.arctanh(value), se / (1 - value ** 2)
             rows.append(Row("Residual", name, value, se, np.tanh(a - crit * a_se), np.tanh(a + crit * a_se)))
         else:

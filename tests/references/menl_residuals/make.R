@@ -371,3 +371,46 @@ marginal_case("menl_orange_marginal_power_age_ar1_ml", f,
               },
               list(power_delta = "delta", ar1_rho = "rho"),
               "Var(e) = sigma2 age^(2 delta), corr rho^|s-t| within tree; no random effects")
+
+## ---- correlations alone: rescorrelation(unstructured, index()), a marginal linear model -------
+## = nlme::gls(distance ~ age, correlation = corSymm(form = ~occ|subject), method = "ML") on Orthodont.
+## Fixed-effect SEs: gls's vcov() scales sigma^2 by N/(N - p); Stata's ML SEs are sqrt((N - p)/N)
+## times those (the GLS (X'V^-1X)^-1 at the ML sigma^2, as gls_loglik's).  SEs of sigma2 and the
+## correlations from the numerical Hessian of the ML log likelihood profiled over beta.
+orth <- read_data("orthodont.csv")
+orth <- orth[order(orth$subject, orth$occ), ]
+g <- gls(distance ~ age, data = orth, correlation = corSymm(form = ~occ | subject), method = "ML",
+         control = glsControl(tolerance = 1e-10, msTol = 1e-10))
+rows <- split(seq_len(nrow(orth)), orth$subject)
+y_list <- lapply(rows, function(r) orth$distance[r])
+X_list <- lapply(rows, function(r) cbind(1, orth$age[r]))
+pairs <- c("1,2", "1,3", "1,4", "2,3", "2,4", "3,4")
+corr_mat <- function(rho) { C <- diag(4); C[lower.tri(C)] <- rho; C[upper.tri(C)] <- t(C)[upper.tri(C)]; C }
+Vfun <- function(par, j) par[1] * corr_mat(par[-1])[orth$occ[rows[[j]]], orth$occ[rows[[j]]]]
+nat <- c(g$sigma^2, coef(g$modelStruct$corStruct, unconstrained = FALSE))
+own <- gls_loglik(nat, y_list, X_list, Vfun, details = TRUE)
+H <- numDeriv::hessian(function(x) gls_loglik(x, y_list, X_list, Vfun), nat, method.args = list(eps = 1e-4, d = 1e-2, r = 6))
+se <- sqrt(diag(solve(-H)))
+N <- nrow(orth)
+params <- setNames(as.list(nat[-1]), paste0("corr(e", sub(",", ",e", pairs), ")"))
+params_se <- setNames(as.list(se[-1]), names(params))
+x <- list(
+  id = "menl_orthodont_marginal_unstructured_corr_ml", class = "nlme", dataset = "../data/orthodont.csv",
+  dataset_origin = "R nlme::Orthodont (tests/data/orthodont.csv): occ = age/2 - 3 (1..4), subject 1..27",
+  subset = NULL,
+  stata = "menl distance = {b0} + {b1}*age, rescorrelation(unstructured, index(occ) group(subject))", lme4 = NULL,
+  reference = paste0("nlme::gls(distance ~ age, correlation = corSymm(form = ~occ|subject), method = 'ML') (", VERS, ")"),
+  options = list(method = "ml", family = "gaussian", link = "identity", intpoints = NULL, intmethod = NULL,
+                 residuals = NULL),
+  results = list(loglik = as.numeric(logLik(g)),
+                 fixed = list(names = I(c("b0", "b1")), coef = I(unname(coef(g))),
+                              se = I(unname(sqrt(diag(vcov(g))) * sqrt((N - 2) / N)))),
+                 random = list(),
+                 residual = list(var = g$sigma^2, se = se[1]),
+                 extra = list(k = 9, N = N, residual_parameters = params, residual_parameters_se = params_se)),
+  tolerance = default_tolerance(),
+  notes = "a linear mean without random effects: menl's Lindstrom-Bates is GLS; correlations in extra.residual_parameters",
+  checks = list(own_loglik_minus_gls = own$loglik - as.numeric(logLik(g)),
+                own_se_over_scaled_gls_se = I(own$se / (sqrt(diag(vcov(g))) * sqrt((N - 2) / N)))))
+write_case(x, file.path(OUT, paste0(x$id, ".json")))
+cat(x$id, "loglik", x$results$loglik, "\n")
