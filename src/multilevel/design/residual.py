@@ -26,6 +26,7 @@ class ResidualSpec:
     t: str | None = None
     by: str | None = None
     correlation_only: bool = False   # menl's rescorrelation(unstructured | banded): equal variances
+    by_variances: bool = True        # by() levels have their own variances (menl's rescorrelation(): not)
 
     @property
     def variables(self) -> list[str]:

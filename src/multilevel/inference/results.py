@@ -187,7 +187,7 @@ class MixedResults(FitSummary):
         if self.residual_label.startswith(("Unstructured", "Banded")) and " corr." not in self.residual_label:
             extra.update(_unstructured_matrices(rows))
         by = self.residual_label.partition(", by ")[2]
-        if by:
+        if by and any(n.endswith(": var(e)") for n in rows):
             extra["residual_var_by"] = {f"{by}={n.split(':')[0]}": v for n, (v, _) in rows.items()
                                         if n.endswith(": var(e)")}
             extra["residual_var_by_se"] = {f"{by}={n.split(':')[0]}": s for n, (_, s) in rows.items()

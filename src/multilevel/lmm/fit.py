@@ -154,7 +154,8 @@ def _residual_rows(model, theta, sigma2, nat) -> tuple[tuple, str]:
     est = values(nat.phi[local])
     se = np.sqrt(np.diag(delta_vcov(values, nat.phi[local], nat.vcov[np.ix_(pos, pos)])))
     names = [n for n, _ in rs.report(theta[model.residual_slice], sigma2)]
-    label = rs.label + (f", by {rs.design.spec.by}" if rs.design.spec.by else "")
+    by = rs.design.spec.by
+    label = rs.label + (f", by {by}" if by and not rs.label.endswith(f", by {by}") else "")
     return tuple(zip(names, est.tolist(), se.tolist())), label
 
 

@@ -23,7 +23,8 @@ class ResidualModel:
     """φ ↦ whitened data for one ``residuals()`` specification.
 
     φ holds the structure's parameters for each by() level, then the log
-    variance ratios of by() levels 2..L (level 1 is the scale σ²), then the
+    variance ratios of by() levels 2..L (level 1 is the scale σ²; none for menl's
+    ``rescorrelation(..., by())``, whose levels share σ²), then the
     parameters δ of a variance function g (menl's ``resvariance()``), if any:
     R_j = G_j Corr_j G_j with G_j = diag(g(δ, v_ij)), so C_j⁻¹ = chol(Corr_j)⁻¹ G_j⁻¹ and
     log|R_j| = log|Corr_j| + 2 Σ_i log g(δ, v_ij).
@@ -35,7 +36,8 @@ class ResidualModel:
         self.n_levels = len(rd.by_levels)
         self.variance = rd.variance.function() if rd.variance is not None else None
         k = self.structure.n_params
-        self._n_corr = k * self.n_levels + (self.n_levels - 1)
+        self._n_ratios = (self.n_levels - 1) if rd.spec.by_variances else 0
+        self._n_corr = k * self.n_levels + self._n_ratios
         self.n_params = self._n_corr + (self.variance.n_params if self.variance else 0)
 
     @functools.cached_property
@@ -81,12 +83,12 @@ class ResidualModel:
         return head + (f", by {vd.covariate}" if vd.kind == "distinct" else "")
 
     def start(self) -> np.ndarray:
-        return np.concatenate([np.tile(self.structure.start(), self.n_levels), np.zeros(self.n_levels - 1)]
+        return np.concatenate([np.tile(self.structure.start(), self.n_levels), np.zeros(self._n_ratios)]
                               + ([self.variance.start()] if self.variance else []))
 
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
-        lo = [np.tile(self.structure.lower, self.n_levels), np.full(self.n_levels - 1, -20.0)]
-        hi = [np.tile(self.structure.upper, self.n_levels), np.full(self.n_levels - 1, 20.0)]
+        lo = [np.tile(self.structure.lower, self.n_levels), np.full(self._n_ratios, -20.0)]
+        hi = [np.tile(self.structure.upper, self.n_levels), np.full(self._n_ratios, 20.0)]
         if self.variance:
             vlo, vhi = self.variance.bounds(self.design.variance.v)
             lo, hi = lo + [vlo], hi + [vhi]
@@ -105,6 +107,8 @@ class ResidualModel:
 
     def log_ratios(self, phi: np.ndarray) -> np.ndarray:
         """log(var_level / var_level1) for every by() level."""
+        if not self._n_ratios:
+            return np.zeros(self.n_levels)
         return np.concatenate([[0.0], phi[self.structure.n_params * self.n_levels:self._n_corr]])
 
     def matrix(self, phi: np.ndarray, t: np.ndarray, by: np.ndarray) -> np.ndarray:
@@ -138,6 +142,8 @@ class ResidualModel:
         level (``1: var(e)``), as ``mixed``'s ``independent, by()``."""
         if self.variance is not None:
             return self._variance_report(phi, sigma2)
+        if not self.design.spec.by_variances:
+            return self._correlation_rows(phi, sigma2) + [("var(e)", float(sigma2))]
         rows = []
         ratios = np.exp(self.log_ratios(phi))
         for level, label in enumerate(self.design.by_levels):
@@ -156,8 +162,16 @@ class ResidualModel:
             for label, row in zip(vd.labels, values):
                 prefix = f"{label}: " if vd.strata_var else ""
                 rows += [(prefix + name, float(x)) for name, x in zip(self.variance.names, row)]
-        corr = self.structure.report(self.level_params(phi, 0), sigma2)
-        return rows + [(name, float(x)) for name, x in corr if not name.startswith("var(")]
+        return rows + self._correlation_rows(phi, sigma2)
+
+    def _correlation_rows(self, phi: np.ndarray, sigma2: float) -> list[tuple[str, float]]:
+        """The correlation structure's rows without its variance, by() levels prefixed."""
+        rows = []
+        for level, label in enumerate(self.design.by_levels):
+            prefix = f"{label}: " if self.design.spec.by else ""
+            report = self.structure.report(self.level_params(phi, level), sigma2)
+            rows += [(prefix + name, float(x)) for name, x in report if not name.startswith("var(")]
+        return rows
 
 
 def _patterns(rd: ResidualDesign) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
@@ -260,7 +274,7 @@ class MarkovStatistics:
     @staticmethod
     def applies(rm: "ResidualModel") -> bool:
         spec = rm.design.spec
-        if rm.variance is not None:
+        if rm.variance is not None or not spec.by_variances:
             return False
         if not ((spec.kind == "ar" and (spec.order or 1) == 1) or spec.kind == "exponential"):
             return False

@@ -11,7 +11,7 @@ Var(e_ij) = σ² g²(δ, v_ij).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -118,6 +118,9 @@ def parse_residuals(options: dict, text: str) -> MenlResiduals | None:
             variance = _variance(var, groups, text)
         if corr is not None:
             correlation = _correlation(corr, groups, text)
+        if variance is not None and variance.kind == "distinct" and correlation.by not in (None, variance.covariate):
+            raise SpecError("resvariance(distinct, index()) with rescorrelation(..., by()) of another variable is "
+                            "not available yet", text)
     if len(set(groups)) > 1:
         raise SpecError(f"group() differs between the residual options: {', '.join(groups)}", text)
     if variance is None and correlation.kind == "independent" and not correlation.by:
@@ -182,10 +185,8 @@ def _correlation(arg: str, groups: list[str], text: str) -> ResidualSpec:
     if kind in ("banded", "unstructured"):
         spec, _ = _indexed(kind, words, opts, "rescorrelation", groups, text)
         return ResidualSpec(spec.kind, spec.order, spec.t, correlation_only=True)
-    if "by" in opts:
-        raise SpecError("rescorrelation(..., by()) is not available yet; rescovariance(..., by()) "
-                        "(all residual parameters by level) is", text)
-    return _structure(kind, words, opts, "rescorrelation", groups, text)
+    spec = _structure(kind, words, opts, "rescorrelation", groups, text, by=True)
+    return replace(spec, by_variances=False) if spec.by else spec   # by(): the correlations only
 
 
 def _covariance(arg: str, groups: list[str], text: str) -> tuple[ResidualSpec, VarianceSpec | None]:
