@@ -55,7 +55,7 @@ def test_reml_reference_variances_are_off_the_optimum():
 
 REFS = pathlib.Path(__file__).parent / "references"
 RESIDUAL_CASES = [json.loads(p.read_text()) for p in sorted((REFS / "menl_residuals").glob("*.json"))]
-NESTED_CASES = [json.loads((REFS / "menl_nested" / "menl_nested_growth_ml.json").read_text())]
+NESTED_CASES = [json.loads(p.read_text()) for p in sorted((REFS / "menl_nested").glob("*.json"))]
 
 
 @functools.lru_cache(maxsize=None)
@@ -269,8 +269,8 @@ def test_bad_data(pig):
     with pytest.raises(DataError, match="constant within"):
         multilevel.fit("menl weight = {b0} + {b1}*week + {U0[id]}, resvariance(exponential week, strata(late))",
                        data=pig.assign(late=(pig.week > 4) + 1))
-    with pytest.raises(SpecError, match="group"):
-        multilevel.fit("menl weight = {b0} + {b1}*week + {U0[id]}, rescorrelation(ar 1, t(week) group(week))",
+    with pytest.raises(SpecError, match="one lowest level"):
+        multilevel.fit("menl weight = {b0} + {b1}*week + {U0[id]} + {W[week]}, resvariance(power week, group(id))",
                        data=pig)
     with pytest.raises(SpecError, match="not nested"):
         multilevel.fit("menl weight = {b0} + {b1}*week + {U0[id]} + {W[week]}, rescorrelation(ar 1, t(week))",

@@ -98,6 +98,7 @@ class ResidualDesign:
     by: np.ndarray
     by_levels: tuple
     variance: VarianceDesign | None = None
+    key: tuple[str, ...] = ()          # the grouping variables of ``groups``
 
 
 def build(spec: ResidualSpec, group_key: tuple[str, ...], frame: pd.DataFrame) -> ResidualDesign:
@@ -121,4 +122,4 @@ def build(spec: ResidualSpec, group_key: tuple[str, ...], frame: pd.DataFrame) -
                                 f"residuals({spec.kind})")
     else:
         by, levels = np.zeros(len(frame), dtype=np.int32), ("",)
-    return ResidualDesign(spec, groups, t, np.unique(t), by, levels)
+    return ResidualDesign(spec, groups, t, np.unique(t), by, levels, key=tuple(group_key))

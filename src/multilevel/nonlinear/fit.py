@@ -86,7 +86,8 @@ class NonlinearModel:
 
     def _residual_key(self) -> tuple[str, ...]:
         """The groups of the within-group errors: the lowest level, i.e. the level whose groups lie
-        within one group of every other level (the whitening C⁻¹ then keeps each level's columns)."""
+        within one group of every other level (the whitening C⁻¹ then keeps each level's columns),
+        or the groups of group() within it ([ME] menl: grpvar is nested within the levels)."""
         res = self.spec.residuals
         if not self.levels:                      # a marginal model: the groups of group()
             return (res.group,)
@@ -99,10 +100,10 @@ class NonlinearModel:
                             "those of every other random effect); "
                             f"{', '.join(lvl.group for lvl in self.levels)} are not nested")
         lowest = max(nested or self.levels, key=lambda lvl: lvl.n_groups)
-        if res.group and res.group != lowest.key[-1]:
-            raise SpecError(f"menl: group({res.group}) other than the lowest level ({lowest.group}) is not "
-                            "available yet")
-        return lowest.key
+        if not nested and res.group:
+            raise SpecError(f"menl: group({res.group}) needs one lowest level to nest in; "
+                            f"{', '.join(lvl.group for lvl in self.levels)} are not nested")
+        return lowest.key + ((res.group,) if res.group and res.group not in lowest.key else ())
 
     def residual_design(self, fitted: np.ndarray | None):
         """The within-group error structure on the sample, with v = ``fitted`` for ``_yhat``."""

@@ -71,7 +71,7 @@ class MenlResiduals:
         if vd.strata_var and pd.Series(vd.strata).groupby(rd.groups).nunique().max() > 1:
             raise DataError(f"strata() variable '{vd.strata_var}' must be constant within the groups of "
                             f"{'>'.join(group_key)}")
-        return ResidualDesign(rd.spec, rd.groups, rd.t, rd.t_levels, rd.by, rd.by_levels, vd)
+        return ResidualDesign(rd.spec, rd.groups, rd.t, rd.t_levels, rd.by, rd.by_levels, vd, rd.key)
 
 
 def _full_order(corr: ResidualSpec, group_key, frame) -> ResidualSpec:

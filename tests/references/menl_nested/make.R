@@ -21,6 +21,7 @@ farm_eff <- rnorm(8, 0, 25)
 tree_eff <- rnorm(32, 0, 15)
 asym <- 190 + farm_eff[d$farm] + tree_eff[(d$farm - 1) * 4 + d$tree]
 d$circumf <- round(asym / (1 + exp(-(d$age - 720) / 350)) + rnorm(nrow(d), 0, 6), 2)
+d$t <- match(d$age, ages)                                   # occasion 1..7
 write.csv(d, file.path(OUT, "nested_growth.csv"), row.names = FALSE)
 
 ctl <- nlmeControl(maxIter = 500, pnlsMaxIter = 50, msMaxIter = 500, tolerance = 1e-8, pnlsTol = 1e-6,
@@ -55,3 +56,32 @@ x <- list(
 write_case(x, file.path(OUT, "menl_nested_growth_ml.json"))
 cat("loglik", x$results$loglik, "\n")
 print(b); print(vc)
+
+## ---- group(): residual AR(1) within the trees, random effects of the farms only --------------
+## menl ..., rescorrelation(ar 1, t(t) group(tree)) = nlme correlation = corAR1(form = ~t | farm/tree)
+g <- nlme(circumf ~ b1 / (1 + exp(-(age - b2) / b3)), data = d, fixed = b1 + b2 + b3 ~ 1,
+          random = pdDiag(b1 ~ 1), groups = ~farm, correlation = corAR1(form = ~t | farm / tree),
+          start = c(b1 = 190, b2 = 720, b3 = 350), method = "ML", control = ctl)
+b <- fixef(g)
+x <- list(
+  id = "menl_nested_growth_group_ar1_ml", class = "nlme", dataset = "menl_nested/nested_growth.csv",
+  dataset_origin = "simulated by tests/references/menl_nested/make.R (seed 20261205)", subset = NULL,
+  stata = "menl circumf = ({b1}+{F0[farm]})/(1+exp(-(age-{b2})/{b3})), rescorrelation(ar 1, t(t) group(tree))",
+  lme4 = NULL,
+  reference = paste0("nlme::nlme(circumf ~ b1/(1+exp(-(age-b2)/b3)), fixed = b1+b2+b3 ~ 1, random = b1 ~ 1 | farm, ",
+                     "correlation = corAR1(form = ~t | farm/tree), method = 'ML') (", VERS, ")"),
+  options = list(method = "ml", family = "gaussian", link = "identity", intpoints = NULL,
+                 intmethod = NULL, residuals = NULL),
+  results = list(
+    loglik = as.numeric(logLik(g)),
+    fixed = list(names = I(names(b)), coef = I(unname(b)), se = I(unname(sqrt(diag(vcov(g)))))),
+    random = list(list(level = "farm", terms = I("F0"), cov = mat1(as.numeric(VarCorr(g)["b1", "Variance"])),
+                       se = mat1(NA))),
+    residual = list(var = g$sigma^2, se = NULL),
+    extra = list(k = attr(logLik(g), "df"), N = nrow(d),
+                 ar1_rho = coef(g$modelStruct$corStruct, unconstrained = FALSE)[[1]])),
+  tolerance = default_tolerance(),
+  notes = "errors AR(1) within the trees (group(tree), nested in farm); random effects at the farm level only",
+  checks = list(nlme_iterations = g$numIter))
+write_case(x, file.path(OUT, "menl_nested_growth_group_ar1_ml.json"))
+cat("group ar1 loglik", x$results$loglik, "\n")
