@@ -29,59 +29,46 @@ ctl <- nlmeControl(maxIter = 500, pnlsMaxIter = 50, msMaxIter = 500, tolerance =
 f <- nlme(circumf ~ b1 / (1 + exp(-(age - b2) / b3)), data = d, fixed = b1 + b2 + b3 ~ 1,
           random = list(farm = pdDiag(b1 ~ 1), tree = pdDiag(b1 ~ 1)), groups = ~farm / tree,
           start = c(b1 = 190, b2 = 720, b3 = 350), method = "ML", control = ctl)
+## one case: nlme's estimates (variance SEs left out)
+nested_case <- function(id, fit, stata, nlme_call, random, extra, notes) {
+  b <- fixef(fit)
+  x <- list(
+    id = id, class = "nlme", dataset = "menl_nested/nested_growth.csv",
+    dataset_origin = "simulated by tests/references/menl_nested/make.R (seed 20261205)", subset = NULL,
+    stata = stata, lme4 = NULL,
+    reference = paste0("nlme::nlme(circumf ~ b1/(1+exp(-(age-b2)/b3)), fixed = b1+b2+b3 ~ 1, ", nlme_call,
+                       ", method = 'ML') (", VERS, ")"),
+    options = list(method = "ml", family = "gaussian", link = "identity", intpoints = NULL,
+                   intmethod = NULL, residuals = NULL),
+    results = list(
+      loglik = as.numeric(logLik(fit)),
+      fixed = list(names = I(names(b)), coef = I(unname(b)), se = I(unname(sqrt(diag(vcov(fit)))))),
+      random = random, residual = list(var = fit$sigma^2, se = NULL),
+      extra = c(list(k = attr(logLik(fit), "df"), N = nrow(d)), extra)),
+    tolerance = default_tolerance(), notes = notes,
+    checks = list(nlme_iterations = fit$numIter, true_values = list(b1 = 190, b2 = 720, b3 = 350, sd_farm = 25,
+                                                                 sd_tree = 15, sd_e = 6)))
+  write_case(x, file.path(OUT, paste0(id, ".json")))
+  cat(id, "loglik", x$results$loglik, "\n")
+}
+re_entry <- function(level, term, v) list(level = level, terms = I(term), cov = mat1(v), se = mat1(NA))
+
 vc <- VarCorr(f)
-v_farm <- as.numeric(vc[which(rownames(vc) == "farm =") + 1, "Variance"])
-v_tree <- as.numeric(vc[which(rownames(vc) == "tree =") + 1, "Variance"])
-b <- fixef(f)
-x <- list(
-  id = "menl_nested_growth_ml", class = "nlme", dataset = "menl_nested/nested_growth.csv",
-  dataset_origin = "simulated by tests/references/menl_nested/make.R (seed 20261205)", subset = NULL,
-  stata = "menl circumf = ({b1}+{F0[farm]}+{T0[farm>tree]})/(1+exp(-(age-{b2})/{b3}))", lme4 = NULL,
-  reference = paste0("nlme::nlme(circumf ~ b1/(1+exp(-(age-b2)/b3)), fixed = b1+b2+b3 ~ 1, random = ",
-                     "list(farm = pdDiag(b1 ~ 1), tree = pdDiag(b1 ~ 1)), groups = ~farm/tree, method = 'ML') (",
-                     VERS, ")"),
-  options = list(method = "ml", family = "gaussian", link = "identity", intpoints = NULL,
-                 intmethod = NULL, residuals = NULL),
-  results = list(
-    loglik = as.numeric(logLik(f)),
-    fixed = list(names = I(names(b)), coef = I(unname(b)), se = I(unname(sqrt(diag(vcov(f)))))),
-    random = list(list(level = "farm", terms = I("F0"), cov = mat1(v_farm), se = mat1(NA)),
-                  list(level = "farm>tree", terms = I("T0"), cov = mat1(v_tree), se = mat1(NA))),
-    residual = list(var = f$sigma^2, se = NULL),
-    extra = list(k = attr(logLik(f), "df"), N = nrow(d))),
-  tolerance = default_tolerance(),
-  notes = "Stata's level label for the trees nested in farms is farm>tree; variance SEs not given (see make.R).",
-  checks = list(nlme_iterations = f$numIter, true_values = list(b1 = 190, b2 = 720, b3 = 350, sd_farm = 25,
-                                                               sd_tree = 15, sd_e = 6)))
-write_case(x, file.path(OUT, "menl_nested_growth_ml.json"))
-cat("loglik", x$results$loglik, "\n")
-print(b); print(vc)
+nested_case("menl_nested_growth_ml", f,
+            "menl circumf = ({b1}+{F0[farm]}+{T0[farm>tree]})/(1+exp(-(age-{b2})/{b3}))",
+            "random = list(farm = pdDiag(b1 ~ 1), tree = pdDiag(b1 ~ 1)), groups = ~farm/tree",
+            list(re_entry("farm", "F0", as.numeric(vc[which(rownames(vc) == "farm =") + 1, "Variance"])),
+                 re_entry("farm>tree", "T0", as.numeric(vc[which(rownames(vc) == "tree =") + 1, "Variance"]))),
+            list(), "Stata's level label for the trees nested in farms is farm>tree; variance SEs not given")
 
 ## ---- group(): residual AR(1) within the trees, random effects of the farms only --------------
 ## menl ..., rescorrelation(ar 1, t(t) group(tree)) = nlme correlation = corAR1(form = ~t | farm/tree)
 g <- nlme(circumf ~ b1 / (1 + exp(-(age - b2) / b3)), data = d, fixed = b1 + b2 + b3 ~ 1,
           random = pdDiag(b1 ~ 1), groups = ~farm, correlation = corAR1(form = ~t | farm / tree),
           start = c(b1 = 190, b2 = 720, b3 = 350), method = "ML", control = ctl)
-b <- fixef(g)
-x <- list(
-  id = "menl_nested_growth_group_ar1_ml", class = "nlme", dataset = "menl_nested/nested_growth.csv",
-  dataset_origin = "simulated by tests/references/menl_nested/make.R (seed 20261205)", subset = NULL,
-  stata = "menl circumf = ({b1}+{F0[farm]})/(1+exp(-(age-{b2})/{b3})), rescorrelation(ar 1, t(t) group(tree))",
-  lme4 = NULL,
-  reference = paste0("nlme::nlme(circumf ~ b1/(1+exp(-(age-b2)/b3)), fixed = b1+b2+b3 ~ 1, random = b1 ~ 1 | farm, ",
-                     "correlation = corAR1(form = ~t | farm/tree), method = 'ML') (", VERS, ")"),
-  options = list(method = "ml", family = "gaussian", link = "identity", intpoints = NULL,
-                 intmethod = NULL, residuals = NULL),
-  results = list(
-    loglik = as.numeric(logLik(g)),
-    fixed = list(names = I(names(b)), coef = I(unname(b)), se = I(unname(sqrt(diag(vcov(g)))))),
-    random = list(list(level = "farm", terms = I("F0"), cov = mat1(as.numeric(VarCorr(g)["b1", "Variance"])),
-                       se = mat1(NA))),
-    residual = list(var = g$sigma^2, se = NULL),
-    extra = list(k = attr(logLik(g), "df"), N = nrow(d),
-                 ar1_rho = coef(g$modelStruct$corStruct, unconstrained = FALSE)[[1]])),
-  tolerance = default_tolerance(),
-  notes = "errors AR(1) within the trees (group(tree), nested in farm); random effects at the farm level only",
-  checks = list(nlme_iterations = g$numIter))
-write_case(x, file.path(OUT, "menl_nested_growth_group_ar1_ml.json"))
-cat("group ar1 loglik", x$results$loglik, "\n")
+nested_case("menl_nested_growth_group_ar1_ml", g,
+            "menl circumf = ({b1}+{F0[farm]})/(1+exp(-(age-{b2})/{b3})), rescorrelation(ar 1, t(t) group(tree))",
+            "random = b1 ~ 1 | farm, correlation = corAR1(form = ~t | farm/tree)",
+            list(re_entry("farm", "F0", as.numeric(VarCorr(g)["b1", "Variance"]))),
+            list(ar1_rho = coef(g$modelStruct$corStruct, unconstrained = FALSE)[[1]]),
+            "errors AR(1) within the trees (group(tree), nested in farm); random effects at the farm level only")
