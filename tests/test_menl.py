@@ -116,7 +116,7 @@ def test_linear_model_with_residual_structure_against_r(case_id, label, referenc
 
 def test_residual_cases_cover_every_structure():
     stata = " ".join(c["stata"] for c in RESIDUAL_CASES)
-    for option in ("power _yhat, noconstant", "power _yhat)", "power age", "exponential time", "linear t",
+    for option in ("power _yhat, noconstant", "power _yhat)", "power age", "exponential time", "exponential _yhat", "linear t",
                    "distinct, index(phase)", "ar 1, t(t)", "exchangeable", "ctar1, t(minutes)",
                    "strata(heavy)", "exchangeable, group(tree)", "unstructured, index(occ)"):
         assert option in stata
@@ -298,3 +298,10 @@ def test_exchangeable_at_its_bound_gives_nan_se_not_an_error():
     rows = dict((name, (value, se)) for name, value, se in res.residual_rows)
     assert rows["cov(e)"][0] / rows["var(e)"][0] == pytest.approx(-1 / 6, abs=1e-3)
     assert np.isnan(rows["cov(e)"][1])
+
+
+def test_an_infinite_confidence_bound_prints_as_missing():
+    """A weakly identified power constant's log-scale interval can overflow: Stata's '.' then."""
+    from multilevel.output.stata_fmt import fmt_g
+
+    assert fmt_g(float("inf")).strip() == "." and fmt_g(-float("inf")).strip() == "."

@@ -313,16 +313,20 @@ class Power(VarianceFunction):
 
 
 class ExponentialVariance(VarianceFunction):
-    """``exponential v``: g = exp(γ v) (nlme ``varExp``)."""
+    """``exponential v``: g = exp(γ v) (nlme ``varExp``), with γ = φ/s for s = max|v| (so that
+    |φ| ≤ 20 bounds the variance ratio and the optimizer's steps are on the scale of v)."""
 
     label, names = "Exponential", ("gamma",)
 
-    def bounds(self, v):
-        scale = 20.0 / max(float(np.max(np.abs(v))), 1e-8)
-        return np.full(self.n_params, -scale), np.full(self.n_params, scale)
+    def __init__(self, n_strata: int = 1, scale: float = 1.0):
+        super().__init__(n_strata)
+        self.scale = scale
 
     def log_sd(self, delta, v, strata):
-        return self.per_stratum(delta)[strata, 0] * v
+        return self.per_stratum(delta)[strata, 0] / self.scale * v
+
+    def natural(self, delta):
+        return self.per_stratum(delta) / self.scale
 
 
 class LinearVariance(VarianceFunction):

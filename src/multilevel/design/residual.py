@@ -78,7 +78,9 @@ class VarianceDesign:
             return cr.Distinct(len(self.labels))
         if self.kind == "power":
             return cr.Power(len(self.labels), self.constant)
-        return {"exponential": cr.ExponentialVariance, "linear": cr.LinearVariance}[self.kind](len(self.labels))
+        if self.kind == "exponential":
+            return cr.ExponentialVariance(len(self.labels), max(float(np.max(np.abs(self.v))), 1e-8))
+        return cr.LinearVariance(len(self.labels))
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@
 ## Parameter maps nlme -> Stata ([ME] menl, Options):
 ##   varPower(form = ~fitted(.))            -> resvariance(power _yhat, noconstant): delta = power
 ##   varConstPower(form = ~fitted(.))       -> resvariance(power _yhat): delta = power, _cons = const
-##   varExp(form = ~time)                   -> resvariance(exponential time): gamma = expon
+##   varExp(form = ~time), varExp()         -> resvariance(exponential time | _yhat): gamma = expon
 ##   varFixed(~t)                           -> resvariance(linear t)
 ##   varIdent(form = ~1|phase)              -> resvariance(distinct, index(phase)): var(e) per level
 ##   corAR1(form = ~t|tree)                 -> rescorrelation(ar 1, t(t)): rho = Phi
@@ -191,6 +191,15 @@ case("menl_theoph_exponential_time_ml", f,
      c(sigma2 = sig2(f), gamma = vcoef(f, "expon")),
      diag_R(function(q, r) exp(2 * q[["gamma"]] * theoph$time[r])),
      list(varexp_gamma = "gamma"), "Var(e) = sigma2 exp(2 gamma time)")
+
+f <- orange_fit(weights = varExp())
+ye <- fitted(f)
+case("menl_orange_exponential_yhat_ml", f,
+     paste0(ORANGE_STATA, ", resvariance(exponential _yhat)"), "menl_residuals/orange_menlres.csv",
+     ORANGE_ORIGIN, paste(ORANGE_CALL, ", weights = varExp()"), ORANGE, "U1",
+     c(sigma2 = sig2(f), gamma = vcoef(f, "expon")),
+     diag_R(function(q, r) exp(2 * q[["gamma"]] * ye[r])),
+     list(varexp_gamma = "gamma"), "Var(e) = sigma2 exp(2 gamma yhat)")
 
 f <- theoph_fit(weights = varExp(form = ~time | heavy))
 case("menl_theoph_exponential_time_strata_ml", f,
