@@ -182,18 +182,20 @@ class Unstructured:
     Relative SDs exp(φ) for levels 2..T (level 1 fixed at 1); correlations
     from a unit-diagonal-normalized LLᵀ with free sub-diagonal L (any positive
     definite correlation matrix), or, for ``banded``, tanh(φ) inside the band
-    and 0 outside.
+    and 0 outside.  ``correlation_only`` (menl's ``rescorrelation()``): equal
+    variances, the correlations alone.
     """
 
     needs_time = True
 
-    def __init__(self, levels: np.ndarray, band: int | None = None):
+    def __init__(self, levels: np.ndarray, band: int | None = None, correlation_only: bool = False):
         self.levels = np.asarray(levels)
         T = len(self.levels)
         self.band = band
+        self.n_sd = 0 if correlation_only else T - 1
         self.pairs = [(i, j) for i in range(T) for j in range(i) if band is None or i - j <= band]
-        self.n_params = (T - 1) + len(self.pairs)
-        self.label = "Unstructured" if band is None else f"Banded({band})"
+        self.n_params = self.n_sd + len(self.pairs)
+        self.label = ("Unstructured" if band is None else f"Banded({band})") + (" corr." if correlation_only else "")
         self.lower, self.upper = np.full(self.n_params, -20.0), np.full(self.n_params, 20.0)
 
     def start(self):
@@ -201,8 +203,8 @@ class Unstructured:
 
     def full(self, phi: np.ndarray) -> np.ndarray:
         T = len(self.levels)
-        sd = np.exp(np.concatenate([[0.0], phi[:T - 1]]))
-        free = phi[T - 1:]
+        sd = np.exp(np.concatenate([[0.0], phi[:self.n_sd]])) if self.n_sd else np.ones(T)
+        free = phi[self.n_sd:]
         if self.band is None:
             L = np.eye(T)
             for (i, j), v in zip(self.pairs, free):
@@ -223,6 +225,9 @@ class Unstructured:
     def report(self, phi, sigma2):
         S = sigma2 * self.full(phi)
         names = [str(int(v)) if float(v).is_integer() else str(v) for v in self.levels]
+        if not self.n_sd:
+            return [(f"corr(e{names[j]},e{names[i]})", S[i, j] / sigma2)
+                    for i, j in sorted(self.pairs, key=lambda p: (p[1], p[0]))] + [("var(e)", sigma2)]
         out = [(f"var(e{names[i]})", S[i, i]) for i in range(len(names))]
         out += [(f"cov(e{names[j]},e{names[i]})", S[i, j]) for i, j in sorted(self.pairs, key=lambda p: (p[1], p[0]))]
         return out
@@ -231,8 +236,9 @@ class Unstructured:
 KINDS = ("independent", "exchangeable", "ar", "ma", "unstructured", "banded", "toeplitz", "exponential")
 
 
-def make(kind: str, order: int | None, t_levels: np.ndarray | None):
-    """The structure for Stata's ``residuals(kind [order])``."""
+def make(kind: str, order: int | None, t_levels: np.ndarray | None, correlation_only: bool = False):
+    """The structure for Stata's ``residuals(kind [order])`` (``correlation_only``: menl's
+    ``rescorrelation(unstructured | banded #)``)."""
     if kind == "independent":
         return Independent()
     if kind == "exchangeable":
@@ -243,5 +249,110 @@ def make(kind: str, order: int | None, t_levels: np.ndarray | None):
         cls = {"ar": AR, "ma": MA, "toeplitz": Toeplitz}[kind]
         return cls(order or 1)
     if kind in ("unstructured", "banded"):
-        return Unstructured(t_levels, band=(order if kind == "banded" else None))
+        return Unstructured(t_levels, band=(order if kind == "banded" else None), correlation_only=correlation_only)
     raise SpecError(f"unknown residual structure '{kind}' (choose one of {', '.join(KINDS)})")
+
+
+# --- variance functions: Var(e_ij) = σ² g²(δ, v_ij) --------------------------------------
+class VarianceFunction:
+    """Stata menl's ``resvariance()``: Var(e_ij) = σ² g²(δ, v_ij) ([ME] menl, Options;
+    nlme's ``varFunc`` classes, Pinheiro & Bates 2000, §5.2).
+
+    ``v`` is a covariate or, for ``_yhat``, the fitted values of the previous PNLS step, held
+    fixed in the LME step.  With ``strata()`` the parameters are distinct per stratum ``s``
+    (σ is common).  ``log_sd(δ, v, s)`` is log g per row (vectorized), ``report(δ)`` the rows
+    Stata prints after ``sigma2``.
+    """
+
+    names: tuple[str, ...] = ()
+
+    def __init__(self, n_strata: int = 1):
+        self.n_strata = n_strata
+        self.n_params = len(self.names) * n_strata
+
+    def start(self) -> np.ndarray:
+        return np.zeros(self.n_params)
+
+    def bounds(self, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return np.full(self.n_params, -20.0), np.full(self.n_params, 20.0)
+
+    def per_stratum(self, delta: np.ndarray) -> np.ndarray:
+        """(n_strata, len(names)) parameters."""
+        return np.asarray(delta).reshape(self.n_strata, len(self.names))
+
+    def natural(self, delta: np.ndarray) -> np.ndarray:
+        """The reported parameters (n_strata, len(names)) of the working ones."""
+        return self.per_stratum(delta)
+
+
+class Power(VarianceFunction):
+    """``power v``: g = |v|^δ + c (nlme ``varConstPower``, c = exp(φ) > 0), or with
+    ``noconstant`` g = |v|^δ (nlme ``varPower``)."""
+
+    label = "Power"
+
+    def __init__(self, n_strata: int = 1, constant: bool = True):
+        self.names = ("delta", "_cons") if constant else ("delta",)
+        super().__init__(n_strata)
+
+    def bounds(self, v):
+        lo, hi = super().bounds(v)
+        return np.maximum(lo, -10.0), np.minimum(hi, 10.0)
+
+    def log_sd(self, delta, v, strata):
+        d = self.per_stratum(delta)[strata]
+        with np.errstate(divide="ignore"):
+            power = np.abs(v) ** d[:, 0]
+        return np.log(power + np.exp(d[:, 1])) if d.shape[1] == 2 else np.log(power)
+
+    def natural(self, delta):
+        d = self.per_stratum(delta).copy()
+        if d.shape[1] == 2:
+            d[:, 1] = np.exp(d[:, 1])
+        return d
+
+
+class ExponentialVariance(VarianceFunction):
+    """``exponential v``: g = exp(γ v) (nlme ``varExp``), with γ = φ/s for s = max|v| (so that
+    |φ| ≤ 20 bounds the variance ratio and the optimizer's steps are on the scale of v)."""
+
+    label, names = "Exponential", ("gamma",)
+
+    def __init__(self, n_strata: int = 1, scale: float = 1.0):
+        super().__init__(n_strata)
+        self.scale = scale
+
+    def log_sd(self, delta, v, strata):
+        return self.per_stratum(delta)[strata, 0] / self.scale * v
+
+    def natural(self, delta):
+        return self.per_stratum(delta) / self.scale
+
+
+class LinearVariance(VarianceFunction):
+    """``linear v``: g = √v, no parameters (nlme ``varFixed(~v)``)."""
+
+    label = "Linear"
+
+    def log_sd(self, delta, v, strata):
+        return 0.5 * np.log(v)
+
+
+class Distinct(VarianceFunction):
+    """``distinct, index(v)``: g = δ_l = σ_l/σ_1 for index level l (δ_1 = 1; nlme
+    ``varIdent``); δ_l = exp(φ_l)."""
+
+    label = "Distinct"
+
+    def __init__(self, n_levels: int):
+        self.names = ("delta",)
+        self.n_strata, self.n_params = n_levels, n_levels - 1
+
+    def log_sd(self, delta, v, strata):
+        return np.concatenate([[0.0], delta])[strata]
+
+    def natural(self, delta):
+        return np.exp(np.concatenate([[0.0], delta]))[:, None]
+
+
+VARIANCE_KINDS = ("identity", "linear", "power", "exponential", "distinct")

@@ -37,7 +37,10 @@ class Design:
 
     @property
     def residual_key(self) -> tuple[str, ...]:
-        """Grouping variables of the residual structure's groups (the lowest level)."""
+        """Grouping variables of the residual structure's groups (the lowest level, or menl's
+        group() within it)."""
+        if self.residual is not None and self.residual.key:
+            return self.residual.key
         return self.spec.levels[-1].group if self.spec.levels else ()
 
     @property

@@ -25,6 +25,8 @@ class ResidualSpec:
     order: int | None = None
     t: str | None = None
     by: str | None = None
+    correlation_only: bool = False   # menl's rescorrelation(unstructured | banded): equal variances
+    by_variances: bool = True        # by() levels have their own variances (menl's rescorrelation(): not)
 
     @property
     def variables(self) -> list[str]:
@@ -53,12 +55,42 @@ def parse(text: str) -> ResidualSpec:
 
 
 @dataclass(frozen=True)
+class VarianceDesign:
+    """menl's ``resvariance(kind v [, strata() noconstant] | distinct, index(v))`` on the rows.
+
+    ``v``: the covariate per row (the fitted values for ``_yhat``, set by the caller);
+    ``strata``: stratum (for ``distinct`` index level) code per row, with ``labels``.
+    """
+
+    kind: str
+    covariate: str              # variable name or "_yhat" (index variable for distinct)
+    v: np.ndarray
+    strata: np.ndarray
+    labels: tuple
+    strata_var: str | None = None
+    constant: bool = True
+
+    def function(self):
+        """The :class:`~multilevel.covariance.residual.VarianceFunction`."""
+        from ..covariance import residual as cr
+
+        if self.kind == "distinct":
+            return cr.Distinct(len(self.labels))
+        if self.kind == "power":
+            return cr.Power(len(self.labels), self.constant)
+        if self.kind == "exponential":
+            return cr.ExponentialVariance(len(self.labels), max(float(np.max(np.abs(self.v))), 1e-8))
+        return cr.LinearVariance(len(self.labels))
+
+
+@dataclass(frozen=True)
 class ResidualDesign:
     """Rows grouped for the residual structure.
 
     ``groups``: group code of each row (the lowest random-effects level);
     ``t``: time value of each row (position within group when no t());
-    ``by``: by() level code of each row and the level labels.
+    ``by``: by() level code of each row and the level labels;
+    ``variance``: a variance function (menl's ``resvariance()``) applied on top, if any.
     """
 
     spec: ResidualSpec
@@ -67,6 +99,8 @@ class ResidualDesign:
     t_levels: np.ndarray
     by: np.ndarray
     by_levels: tuple
+    variance: VarianceDesign | None = None
+    key: tuple[str, ...] = ()          # the grouping variables of ``groups``
 
 
 def build(spec: ResidualSpec, group_key: tuple[str, ...], frame: pd.DataFrame) -> ResidualDesign:
@@ -90,4 +124,4 @@ def build(spec: ResidualSpec, group_key: tuple[str, ...], frame: pd.DataFrame) -
                                 f"residuals({spec.kind})")
     else:
         by, levels = np.zeros(len(frame), dtype=np.int32), ("",)
-    return ResidualDesign(spec, groups, t, np.unique(t), by, levels)
+    return ResidualDesign(spec, groups, t, np.unique(t), by, levels, key=tuple(group_key))

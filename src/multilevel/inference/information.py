@@ -75,9 +75,14 @@ def from_natural(model: LinearMixedModel, phi: np.ndarray) -> tuple[np.ndarray, 
 
 
 def loglik_natural(model: LinearMixedModel, phi: np.ndarray) -> float:
-    """Log (restricted) likelihood at φ with β profiled out."""
+    """Log (restricted) likelihood at φ with β profiled out (NaN where a residual structure's R_j
+    is not positive definite, e.g. a step of the numerical Hessian past an exchangeable
+    correlation's bound −1/(n−1): the SEs are then NaN, not an error)."""
     theta, sigma2 = from_natural(model, phi)
-    return model.loglik_at(model.factor(theta), sigma2)
+    try:
+        return model.loglik_at(model.factor(theta), sigma2)
+    except np.linalg.LinAlgError:
+        return np.nan
 
 
 def hessian(f, x: np.ndarray, h: float = 1e-3) -> np.ndarray:

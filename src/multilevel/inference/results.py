@@ -175,7 +175,7 @@ class MixedResults(FitSummary):
         if not self.residual_rows:
             return {"var": float(self.residual_var), "se": float(self.residual_se)}, {}
         rows = {name: (value, se) for name, value, se in self.residual_rows}
-        var, se = rows.get("var(e)", (None, None))
+        var, se = rows.get("var(e)", rows.get("sigma2", (None, None)))
         extra: dict[str, Any] = {"residual_parameters": {n: v for n, (v, _) in rows.items()},
                                  "residual_parameters_se": {n: s for n, (_, s) in rows.items()}}
         extra.update(self.residual_extra)
@@ -184,10 +184,10 @@ class MixedResults(FitSummary):
                 # with cov(e) ≥ 0 this marginal model is the random-intercept model
                 # (var(_cons) = cov(e)), so that model's log likelihood is this one
                 extra["ll_random_intercept_model"] = self.loglik
-        if self.residual_label.startswith(("Unstructured", "Banded")):
+        if self.residual_label.startswith(("Unstructured", "Banded")) and " corr." not in self.residual_label:
             extra.update(_unstructured_matrices(rows))
         by = self.residual_label.partition(", by ")[2]
-        if by:
+        if by and any(n.endswith(": var(e)") for n in rows):
             extra["residual_var_by"] = {f"{by}={n.split(':')[0]}": v for n, (v, _) in rows.items()
                                         if n.endswith(": var(e)")}
             extra["residual_var_by_se"] = {f"{by}={n.split(':')[0]}": s for n, (_, s) in rows.items()

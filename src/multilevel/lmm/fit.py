@@ -154,13 +154,20 @@ def _residual_rows(model, theta, sigma2, nat) -> tuple[tuple, str]:
     est = values(nat.phi[local])
     se = np.sqrt(np.diag(delta_vcov(values, nat.phi[local], nat.vcov[np.ix_(pos, pos)])))
     names = [n for n, _ in rs.report(theta[model.residual_slice], sigma2)]
-    label = rs.label + (f", by {rs.design.spec.by}" if rs.design.spec.by else "")
+    by = rs.design.spec.by
+    label = rs.label + (f", by {by}" if by and not rs.label.endswith(f", by {by}") else "")
     return tuple(zip(names, est.tolist(), se.tolist())), label
 
 
 def residual_extra(rs, rows: tuple, phi: np.ndarray) -> dict:
     """The structure's numbers under stable keys (``ar1_rho``, ``ma1_theta``, ``exp_range``, ...),
-    as dicts over by() levels (``ar1_rho_by``) when there is a by() variable."""
+    as dicts over by() levels (``ar1_rho_by``) when there is a by() variable; a variance
+    function's first (:func:`_variance_extra`)."""
+    own, rows = _variance_extra(rs, rows) if rs.variance is not None else ({}, rows)
+    return {**own, **_correlation_extra(rs, rows, phi)}
+
+
+def _correlation_extra(rs, rows: tuple, phi: np.ndarray) -> dict:
     kind, order = rs.design.spec.kind, rs.design.spec.order
     prefix = {"ar": f"ar{order}", "ma": f"ma{order}", "toeplitz": "toeplitz", "exponential": "exp",
               "exchangeable": "residual"}.get(kind)
@@ -185,6 +192,27 @@ def residual_extra(rs, rows: tuple, phi: np.ndarray) -> dict:
             else:
                 out[key] = value
     return out
+
+
+def _variance_extra(rs, rows: tuple) -> tuple[dict, tuple]:
+    """``power_delta``, ``power_cons``, ``varexp_gamma`` (and ``_se``; ``_by`` dicts over strata)
+    of a variance function, and the remaining (correlation) rows.  ``distinct``'s variances are
+    ``residual_var_by`` (as ``mixed``'s ``independent, by()``, from the rows' names)."""
+    vd = rs.design.variance
+    if vd.kind == "distinct":
+        return {}, rows[len(vd.labels):]
+    n_own = 1 + rs.variance.n_params
+    prefix = {"power": "power", "exponential": "varexp"}.get(vd.kind)
+    out: dict = {}
+    for name, value, se in rows[1:n_own]:
+        head, _, base = name.rpartition(": ")
+        key = f"{prefix}_{base.lstrip('_')}"
+        if vd.strata_var:
+            out.setdefault(f"{key}_by", {})[f"{vd.strata_var}={head}"] = value
+            out.setdefault(f"{key}_by_se", {})[f"{vd.strata_var}={head}"] = se
+        else:
+            out[key], out[f"{key}_se"] = value, se
+    return out, rows[n_own:]
 
 
 def _derived(rs, phi: np.ndarray, rows: dict) -> dict:

@@ -23,15 +23,22 @@ class ResidualModel:
     """φ ↦ whitened data for one ``residuals()`` specification.
 
     φ holds the structure's parameters for each by() level, then the log
-    variance ratios of by() levels 2..L (level 1 is the scale σ²).
+    variance ratios of by() levels 2..L (level 1 is the scale σ²; none for menl's
+    ``rescorrelation(..., by())``, whose levels share σ²), then the
+    parameters δ of a variance function g (menl's ``resvariance()``), if any:
+    R_j = G_j Corr_j G_j with G_j = diag(g(δ, v_ij)), so C_j⁻¹ = chol(Corr_j)⁻¹ G_j⁻¹ and
+    log|R_j| = log|Corr_j| + 2 Σ_i log g(δ, v_ij).
     """
 
     def __init__(self, rd: ResidualDesign):
         self.design = rd
-        self.structure = make(rd.spec.kind, rd.spec.order, rd.t_levels)
+        self.structure = make(rd.spec.kind, rd.spec.order, rd.t_levels, rd.spec.correlation_only)
         self.n_levels = len(rd.by_levels)
+        self.variance = rd.variance.function() if rd.variance is not None else None
         k = self.structure.n_params
-        self.n_params = k * self.n_levels + (self.n_levels - 1)
+        self._n_ratios = (self.n_levels - 1) if rd.spec.by_variances else 0
+        self._n_corr = k * self.n_levels + self._n_ratios
+        self.n_params = self._n_corr + (self.variance.n_params if self.variance else 0)
 
     @functools.cached_property
     def _patterns(self) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
@@ -68,15 +75,31 @@ class ResidualModel:
 
     @property
     def label(self) -> str:
-        return self.structure.label
+        if self.variance is None:
+            return self.structure.label
+        vd = self.design.variance
+        head = self.variance.label + ("" if vd.kind == "distinct" else f" {vd.covariate}")
+        head += "" if self.structure.n_params == 0 else f", {self.structure.label}"
+        return head + (f", by {vd.covariate}" if vd.kind == "distinct" else "")
 
     def start(self) -> np.ndarray:
-        return np.concatenate([np.tile(self.structure.start(), self.n_levels), np.zeros(self.n_levels - 1)])
+        return np.concatenate([np.tile(self.structure.start(), self.n_levels), np.zeros(self._n_ratios)]
+                              + ([self.variance.start()] if self.variance else []))
 
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
-        lo = np.concatenate([np.tile(self.structure.lower, self.n_levels), np.full(self.n_levels - 1, -20.0)])
-        hi = np.concatenate([np.tile(self.structure.upper, self.n_levels), np.full(self.n_levels - 1, 20.0)])
-        return lo, hi
+        lo = [np.tile(self.structure.lower, self.n_levels), np.full(self._n_ratios, -20.0)]
+        hi = [np.tile(self.structure.upper, self.n_levels), np.full(self._n_ratios, 20.0)]
+        if self.variance:
+            vlo, vhi = self.variance.bounds(self.design.variance.v)
+            lo, hi = lo + [vlo], hi + [vhi]
+        return np.concatenate(lo), np.concatenate(hi)
+
+    def log_sd(self, phi: np.ndarray) -> np.ndarray | None:
+        """log g(δ, v) per row of the variance function (None without one)."""
+        if self.variance is None:
+            return None
+        vd = self.design.variance
+        return self.variance.log_sd(phi[self._n_corr:], vd.v, vd.strata)
 
     def level_params(self, phi: np.ndarray, level: int) -> np.ndarray:
         k = self.structure.n_params
@@ -84,7 +107,9 @@ class ResidualModel:
 
     def log_ratios(self, phi: np.ndarray) -> np.ndarray:
         """log(var_level / var_level1) for every by() level."""
-        return np.concatenate([[0.0], phi[self.structure.n_params * self.n_levels:]])
+        if not self._n_ratios:
+            return np.zeros(self.n_levels)
+        return np.concatenate([[0.0], phi[self.structure.n_params * self.n_levels:self._n_corr]])
 
     def matrix(self, phi: np.ndarray, t: np.ndarray, by: np.ndarray) -> np.ndarray:
         """R for one group with time values t and by() codes by (per row)."""
@@ -94,8 +119,14 @@ class ResidualModel:
 
     def whiten(self, phi: np.ndarray, A: np.ndarray) -> tuple[np.ndarray, float]:
         """C_j⁻¹ A_j for every group j, and Σ_j log|R_j|."""
-        out = np.empty_like(A)
         log_det = 0.0
+        log_sd = self.log_sd(phi)
+        if log_sd is not None:
+            A = A * np.exp(-log_sd)[:, None]
+            log_det = 2 * float(np.sum(log_sd))
+            if self.structure.n_params == 0 and self.n_levels == 1:   # g alone: diagonal R
+                return A, log_det
+        out = np.empty_like(A)
         for t, by, idx in self._patterns:
             R = self.matrix(phi, t, by)
             C = np.linalg.cholesky(R)
@@ -105,13 +136,41 @@ class ResidualModel:
         return out, log_det
 
     def report(self, phi: np.ndarray, sigma2: float) -> list[tuple[str, float]]:
-        """Stata's residual rows (``rho``, ``var(e)``, ...); by() levels prefix them (``1: var(e)``)."""
+        """Stata's residual rows (``rho``, ``var(e)``, ...); by() levels prefix them (``1: var(e)``).
+        With a variance function: ``sigma2``, its parameters (``delta``, ``_cons``, ``gamma``;
+        strata prefix them) and the correlation's rows; for ``distinct``, ``var(e)`` per index
+        level (``1: var(e)``), as ``mixed``'s ``independent, by()``."""
+        if self.variance is not None:
+            return self._variance_report(phi, sigma2)
+        if not self.design.spec.by_variances:
+            return self._correlation_rows(phi, sigma2) + [("var(e)", float(sigma2))]
         rows = []
         ratios = np.exp(self.log_ratios(phi))
         for level, label in enumerate(self.design.by_levels):
             prefix = f"{label}: " if self.design.spec.by else ""
             for name, value in self.structure.report(self.level_params(phi, level), sigma2 * ratios[level]):
                 rows.append((prefix + name, float(value)))
+        return rows
+
+
+    def _variance_report(self, phi: np.ndarray, sigma2: float) -> list[tuple[str, float]]:
+        vd, values = self.design.variance, self.variance.natural(phi[self._n_corr:])
+        if vd.kind == "distinct":
+            rows = [(f"{label}: var(e)", float(sigma2 * d[0] ** 2)) for label, d in zip(vd.labels, values)]
+        else:
+            rows = [("sigma2", float(sigma2))]
+            for label, row in zip(vd.labels, values):
+                prefix = f"{label}: " if vd.strata_var else ""
+                rows += [(prefix + name, float(x)) for name, x in zip(self.variance.names, row)]
+        return rows + self._correlation_rows(phi, sigma2)
+
+    def _correlation_rows(self, phi: np.ndarray, sigma2: float) -> list[tuple[str, float]]:
+        """The correlation structure's rows without its variance, by() levels prefixed."""
+        rows = []
+        for level, label in enumerate(self.design.by_levels):
+            prefix = f"{label}: " if self.design.spec.by else ""
+            report = self.structure.report(self.level_params(phi, level), sigma2)
+            rows += [(prefix + name, float(x)) for name, x in report if not name.startswith("var(")]
         return rows
 
 
@@ -215,6 +274,8 @@ class MarkovStatistics:
     @staticmethod
     def applies(rm: "ResidualModel") -> bool:
         spec = rm.design.spec
+        if rm.variance is not None or not spec.by_variances:
+            return False
         if not ((spec.kind == "ar" and (spec.order or 1) == 1) or spec.kind == "exponential"):
             return False
         return len(rm.gap_counts[0]) <= MarkovStatistics.MAX_GAPS

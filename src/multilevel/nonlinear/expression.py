@@ -4,7 +4,8 @@
 ([ME] menl, Syntax).  In the expressions:
 
 - ``{b1}`` (or ``{b1=200}``, with an initial value) is a free parameter (a fixed effect);
-- ``{U1[tree]}`` is the random effect ``U1`` of the groups of ``tree``;
+- ``{U1[tree]}`` is the random effect ``U1`` of the groups of ``tree``, ``{S0[wafer>site]}`` that of
+  the sites nested in wafers (the groups of wafer × site);
 - ``{ka:}`` is the expression ``define(ka: ...)``, substituted in parentheses;
 - other names are data columns; functions are Stata's (``exp ln log sqrt abs invlogit logit
   normal``) and ``^`` is the power.
@@ -21,25 +22,32 @@ from scipy import special
 
 from ..spec.errors import SpecError
 from ..spec.options import COV_NAMES, resolve, split_top, tokenize_options
+from .residuals import MenlResiduals, parse_residuals
 
 FUNCTIONS = {"exp": np.exp, "ln": np.log, "log": np.log, "sqrt": np.sqrt, "abs": np.abs,
              "invlogit": special.expit, "logit": special.logit, "normal": special.ndtr,
              "lnnormal": special.log_ndtr, "log10": np.log10, "sin": np.sin, "cos": np.cos}
 _BRACE = re.compile(r"\{([^{}]*)\}")
 _PARAM = re.compile(r"^\s*([A-Za-z_]\w*)\s*(?:=\s*([-+0-9.eE]+)\s*)?$")
-_RANDOM = re.compile(r"^\s*([A-Za-z_]\w*)\s*\[\s*([A-Za-z_]\w*)\s*\]\s*$")
+_RANDOM = re.compile(r"^\s*([A-Za-z_]\w*)\s*\[\s*([A-Za-z_]\w*(?:\s*>\s*[A-Za-z_]\w*)*)\s*\]\s*$")
 _DEFINE_REF = re.compile(r"^\s*([A-Za-z_]\w*)\s*:\s*$")
 _NAME = re.compile(r"(?<![\w.])[A-Za-z_]\w*")
 _OPTIONS = {"define": "def", "covariance": "cov", "reml": "reml", "mle": "mle", "initial": "init",
             "level": "l", "variance": "var", "stddeviations": "stddev", "nolog": "nolo", "log": "log",
             "noretable": "noretable", "nofetable": "nofetable", "noheader": "noheader",
-            "nogroup": "nogroup", "tsorder": "tsorder"}
+            "nogroup": "nogroup", "tsorder": "tsorder", "rescovariance": "rescov", "resvariance": "resvar",
+            "rescorrelation": "rescorr"}
 
 
 @dataclass(frozen=True)
 class RandomEffect:
     name: str      # U1
-    group: str     # tree
+    group: str     # tree; school>class for the classes nested in schools
+
+    @property
+    def key(self) -> tuple[str, ...]:
+        """Grouping variables from the top down (``("school", "class")``)."""
+        return tuple(self.group.split(">"))
 
 
 @dataclass
@@ -55,12 +63,14 @@ class MenlSpec:
     covariances: dict[tuple[str, ...], str] = field(default_factory=dict)  # (U1, U2) -> vartype
     method: str = "ml"
     options: dict = field(default_factory=dict)
+    residuals: MenlResiduals | None = None      # resvariance() rescorrelation() rescovariance()
 
     @property
     def variables(self) -> list[str]:
         """Data columns used: response, covariates, grouping variables."""
         names = [m for m in re.findall(r'D\["(\w+)"\]', self.code)]
-        return list(dict.fromkeys([self.response] + names + [r.group for r in self.random]))
+        residual = self.residuals.variables if self.residuals else []
+        return list(dict.fromkeys([self.response] + names + [v for r in self.random for v in r.key] + residual))
 
     def function(self):
         """f(P, U, D) -> the mean of the response per observation (vectorized)."""
@@ -105,17 +115,21 @@ def parse_menl(text: str) -> MenlSpec:
                 raise SpecError(f"initial({arg}) must list names and numbers", text) from None
         elif full in ("reml", "mle"):
             method = "reml" if full == "reml" else "ml"
+        elif full in options and full in ("rescovariance", "resvariance", "rescorrelation"):
+            raise SpecError(f"{full}() may be given once", text)
         else:
             options[full] = arg if arg is not None else True
+    residuals = parse_residuals(options, text)
     params: list[str] = []
     random: list[RandomEffect] = []
     code = _translate(_substitute(expr, defines, text), params, random, initial, text)
     if not params:
         raise SpecError("the menl expression has no free parameters ({name})", text)
-    if not random:
+    if not random and (residuals is None or residuals.group is None):
         raise SpecError("the menl expression has no random effects ({U1[group]}); fit it with nonlinear "
-                        "least squares instead", text)
-    return MenlSpec(text, response, code, params, random, initial, covariances, method, options)
+                        "least squares instead, or give the groups of a marginal model's within-group errors "
+                        "in group() of rescovariance(), rescorrelation() or resvariance()", text)
+    return MenlSpec(text, response, code, params, random, initial, covariances, method, options, residuals)
 
 
 def _substitute(expr: str, defines: dict[str, str], text: str, depth: int = 0) -> str:
@@ -142,7 +156,7 @@ def _translate(expr: str, params: list[str], random: list[RandomEffect], initial
         inner = m.group(1)
         rnd, par = _RANDOM.match(inner), _PARAM.match(inner)
         if rnd:
-            effect = RandomEffect(rnd.group(1), rnd.group(2))
+            effect = RandomEffect(rnd.group(1), re.sub(r"\s+", "", rnd.group(2)))
             if effect.name in {r.name for r in random if r.group != effect.group}:
                 raise SpecError(f"random effect {effect.name} is used with two grouping variables", text)
             if effect not in random:

@@ -10,9 +10,18 @@ With b = Λu per group (u spherical, the LMM core's parametrization) it alternat
 
 until β and θ stop changing.  The log likelihood, SEs and table are those of the linearized
 model at convergence (as nlme and menl report them).
+
+Within-group errors Var(e_j) = σ² G_j Corr_j G_j (``resvariance()``/``rescorrelation()``,
+nonlinear/residuals.py): PNLS minimizes ‖C⁻¹(y − f)‖² + ‖u‖² with C = chol(G Corr G) at the last
+LME step's parameters, and the LME step fits the linearized model with that structure
+(lmm/rside.py), its parameters estimated with Λ and σ².  For ``_yhat`` the variance covariate
+is the fitted values of the previous PNLS step, fixed in the LME step (Pinheiro & Bates 2000,
+§7.5; [ME] menl, Methods and formulas).
 """
 from __future__ import annotations
 
+import functools
+import re
 import warnings
 from dataclasses import replace
 
@@ -32,11 +41,12 @@ from .expression import MenlSpec, parse_menl
 
 
 class _Level:
-    """The random effects sharing one grouping variable."""
+    """The random effects sharing one grouping (``tree``, or ``wafer>site`` for nested groups)."""
 
     def __init__(self, group: str, names: list[str], covariance: str, frame: pd.DataFrame):
         self.group, self.names, self.covariance = group, names, covariance
-        self.refs, self.labels = group_codes(frame, (group,))
+        self.key = tuple(group.split(">"))
+        self.refs, self.labels = group_codes(frame, self.key)
         self.n_groups, self.k = len(self.labels), len(names)
 
 
@@ -47,7 +57,7 @@ class NonlinearModel:
         self.spec = spec
         self.sample = select(data, spec.variables, None, None)  # unknown variables: DataError
         frame = data.iloc[self.sample.rows].reset_index(drop=True)
-        used = [v for v in spec.variables if v not in {r.group for r in spec.random}]
+        used = list(dict.fromkeys([spec.response] + re.findall(r'D\["(\w+)"\]', spec.code)))
         for name in used:
             if not pd.api.types.is_numeric_dtype(frame[name]):
                 raise DataError(f"variable '{name}' must be numeric (it is {frame[name].dtype})")
@@ -57,6 +67,8 @@ class NonlinearModel:
         self.f = spec.function()
         self.levels = self._levels(frame)
         self.p = len(spec.params)
+        self.frame = frame
+        self.residual_key = self._residual_key() if spec.residuals else None
 
     def _levels(self, frame: pd.DataFrame) -> list[_Level]:
         by_group: dict[str, list[str]] = {}
@@ -71,6 +83,31 @@ class NonlinearModel:
             if levels[-1].n_groups < 2:
                 raise DataError(f"level '{group}' has a single group; a random effect needs at least two groups")
         return levels
+
+    def _residual_key(self) -> tuple[str, ...]:
+        """The groups of the within-group errors: the lowest level, i.e. the level whose groups lie
+        within one group of every other level (the whitening C⁻¹ then keeps each level's columns),
+        or the groups of group() within it ([ME] menl: grpvar is nested within the levels)."""
+        res = self.spec.residuals
+        if not self.levels:                      # a marginal model: the groups of group()
+            return (res.group,)
+        nested = [lvl for lvl in self.levels
+                  if all(other is lvl or np.all(pd.Series(other.refs).groupby(lvl.refs).nunique() == 1)
+                         for other in self.levels)]
+        correlated = res.correlation.kind != "independent" or res.correlation.by
+        if not nested and correlated:
+            raise SpecError("menl: a residual correlation structure needs one lowest level (groups nested in "
+                            "those of every other random effect); "
+                            f"{', '.join(lvl.group for lvl in self.levels)} are not nested")
+        lowest = max(nested or self.levels, key=lambda lvl: lvl.n_groups)
+        if not nested and res.group:
+            raise SpecError(f"menl: group({res.group}) needs one lowest level to nest in; "
+                            f"{', '.join(lvl.group for lvl in self.levels)} are not nested")
+        return lowest.key + ((res.group,) if res.group and res.group not in lowest.key else ())
+
+    def residual_design(self, fitted: np.ndarray | None):
+        """The within-group error structure on the sample, with v = ``fitted`` for ``_yhat``."""
+        return self.spec.residuals.design(self.residual_key, self.frame, fitted)
 
     # --- the mean function and its derivatives ------------------------------------------
     def mean(self, beta: np.ndarray, b: list[np.ndarray]) -> np.ndarray:
@@ -102,26 +139,31 @@ class NonlinearModel:
         return X, Zs
 
     # --- PNLS --------------------------------------------------------------------------
-    def pnls(self, beta: np.ndarray, u: list[np.ndarray], lams: list[np.ndarray], max_iter: int = 200):
-        """Minimize ‖y − f(β, Λu)‖² + ‖u‖² over (β, u) (Gauss–Newton, step halving)."""
+    def pnls(self, beta: np.ndarray, u: list[np.ndarray], lams: list[np.ndarray], max_iter: int = 200,
+             white=None):
+        """Minimize ‖C⁻¹(y − f(β, Λu))‖² + ‖u‖² over (β, u) (Gauss–Newton, step halving), with
+        ``white(A)`` = C⁻¹A for Var(e) = σ²CCᵀ (the within-group errors; identity by default)."""
+        white = white or (lambda A: A)
+
         def objective(beta, u):
-            r = self.y - self.mean(beta, [x @ lam.T for x, lam in zip(u, lams)])
+            r = white((self.y - self.mean(beta, [x @ lam.T for x, lam in zip(u, lams)]))[:, None])[:, 0]
             return float(r @ r + sum(np.sum(x * x) for x in u)), r
 
         obj, r = objective(beta, u)
         for _ in range(max_iter):
             b = [x @ lam.T for x, lam in zip(u, lams)]
             X, Zs = self.jacobians(beta, b)
-            blocks = [sparse.csr_matrix(X)]
-            for lvl, Z, lam in zip(self.levels, Zs, lams):
-                ZL = Z @ lam                                          # ∂f/∂u_g(i)
+            W = white(np.column_stack([X] + [Z @ lam for Z, lam in zip(Zs, lams)]))   # C⁻¹ ∂f/∂(β, u)
+            blocks = [sparse.csr_matrix(W[:, :self.p])]
+            ZLs = np.split(W[:, self.p:], np.cumsum([lvl.k for lvl in self.levels])[:-1], axis=1)
+            for lvl, ZL in zip(self.levels, ZLs):
                 rows = np.repeat(np.arange(self.n), lvl.k)
                 cols = (lvl.refs[:, None] * lvl.k + np.arange(lvl.k)).ravel()
                 blocks.append(sparse.csr_matrix((ZL.ravel(), (rows, cols)), shape=(self.n, lvl.n_groups * lvl.k)))
             J = sparse.hstack(blocks).tocsc()
             q = J.shape[1] - self.p
             pen = sparse.diags(np.concatenate([np.zeros(self.p), np.ones(q)]))
-            uvec = np.concatenate([x.ravel() for x in u])
+            uvec = np.concatenate([np.zeros(0)] + [x.ravel() for x in u])
             A = (J.T @ J + pen).tocsc()
             g = J.T @ r - np.concatenate([np.zeros(self.p), uvec])
             try:
@@ -153,19 +195,19 @@ class NonlinearModel:
         return out
 
     # --- the linearized LMM ---------------------------------------------------------------
-    def linearized_design(self, beta: np.ndarray, b: list[np.ndarray]) -> Design:
+    def linearized_design(self, beta: np.ndarray, b: list[np.ndarray], residual=None) -> Design:
         X, Zs = self.jacobians(beta, b)
         w = self.y - self.mean(beta, b) + X @ beta + sum(np.sum(Z * lb[lvl.refs], axis=1)
                                                           for lvl, Z, lb in zip(self.levels, Zs, b))
         spec = ModelSpec(command="menl", response=self.spec.response, fixed=" + ".join(self.spec.params),
                          fixed_stata=" ".join(self.spec.params), constant=False,
-                         levels=tuple(ReLevel((lvl.group,), tuple(lvl.names), False, lvl.covariance, lvl.group)
+                         levels=tuple(ReLevel(lvl.key, tuple(lvl.names), False, lvl.covariance, lvl.group)
                                       for lvl in self.levels),
                          method=self.spec.method, options=dict(self.spec.options))
         fixed = FixedTerm(X, tuple(self.spec.params), (), None, tuple(self.spec.params))
-        equations = tuple(ReEquation(i, lvl.group, (lvl.group,), lvl.refs, lvl.labels, Z, tuple(lvl.names),
+        equations = tuple(ReEquation(i, lvl.group, lvl.key, lvl.refs, lvl.labels, Z, tuple(lvl.names),
                                      lvl.covariance) for i, (lvl, Z) in enumerate(zip(self.levels, Zs)))
-        return Design(spec, w, fixed, equations, self.sample)
+        return Design(spec, w, fixed, equations, self.sample, residual)
 
     def starts(self, n_candidates: int = 2000, n_polish: int = 8, n_keep: int = 3) -> list[np.ndarray]:
         """Fixed effects from nonlinear least squares without random effects: the distinct local
@@ -229,18 +271,30 @@ def fit(text: str, data: pd.DataFrame, tol: float = 1e-9, max_iter: int = 500):
     return replace(res, title=f"Mixed-effects {'REML' if spec.method == 'reml' else 'ML'} nonlinear regression")
 
 
+# The LME step of a residual structure is optimized without derivatives (BOBYQA), which locates θ
+# to about 1e-6 relative: there the iterations stop at that change (nlme's and menl's default).
+DERIVATIVE_FREE_TOL = 1e-6
+
+
 def _lindstrom_bates(model: NonlinearModel, beta: np.ndarray, tol: float, max_iter: int):
     """Alternate PNLS and the linearized LMM from β; (last LMM, its optimum, converged)."""
+    from ..lmm import gradient
     from ..lmm.fit import optimize
     from ..lmm.model import LinearMixedModel
 
     u = [np.zeros((lvl.n_groups, lvl.k)) for lvl in model.levels]
     lams = [0.5 * np.eye(lvl.k) for lvl in model.levels]
     theta = None
+    residuals = model.spec.residuals
+    fitted = model.mean(beta, [x @ lam.T for x, lam in zip(u, lams)]) if residuals else None
+    white = None
     for _ in range(max_iter):
-        beta, u = model.pnls(beta, u, lams)
+        beta, u = model.pnls(beta, u, lams, white=white)
         b = [x @ lam.T for x, lam in zip(u, lams)]
-        lmm = LinearMixedModel(model.linearized_design(beta, b), reml=model.spec.method == "reml")
+        if residuals is not None and residuals.uses_yhat:
+            fitted = model.mean(beta, b)          # v of the variance function, fixed in the next LME step
+        rd = model.residual_design(fitted) if residuals else None
+        lmm = LinearMixedModel(model.linearized_design(beta, b, rd), reml=model.spec.method == "reml")
         try:
             opt = optimize(lmm, start=theta)
         except np.linalg.LinAlgError:
@@ -251,9 +305,16 @@ def _lindstrom_bates(model: NonlinearModel, beta: np.ndarray, tol: float, max_it
                      np.max(np.abs(opt.final - theta) / (1 + np.abs(theta))) if theta is not None else np.inf)
         u = [_respherize(x @ lam.T, new) for x, lam, new in zip(u, lams, new_lams)]
         beta, lams, theta = new_beta, new_lams, opt.final.copy()
-        if change < tol:
+        if lmm.residual is not None:
+            white = functools.partial(_whitened, lmm.residual, theta[lmm.residual_slice])
+        if change < (tol if gradient.available(lmm) else max(tol, DERIVATIVE_FREE_TOL)):
             return lmm, opt, True
     return lmm, opt, False
+
+
+def _whitened(residual, phi: np.ndarray, A: np.ndarray) -> np.ndarray:
+    """C⁻¹A with Var(e) = σ²CCᵀ of the residual model at φ (for PNLS)."""
+    return residual.whiten(phi, A)[0]
 
 
 def _level_lambda(lmm, theta: np.ndarray, lvl: _Level) -> np.ndarray:

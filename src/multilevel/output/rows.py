@@ -76,17 +76,17 @@ def residual_row(res, stddev: bool) -> Row:
 
 
 def structure_rows(res) -> list[Row]:
-    """Rows of a residuals() structure: variances on the log scale, correlation-type
+    """Rows of a residuals() structure: variances (and menl's σ² and power constant) on the log scale, correlation-type
     parameters (``rho``) on the atanh scale, the rest normal, as Stata."""
     crit = critical_value(res.level)
     rows = []
     for name, value, se in res.residual_rows:
         base = name.split(": ")[-1]
-        if base.startswith("var("):
+        if base.startswith("var(") or base in ("sigma2", "_cons"):
             phi, phi_se = 0.5 * np.log(value), se / (2 * value)
             rows.append(Row("Residual", name, value, se, np.exp(2 * (phi - crit * phi_se)),
                             np.exp(2 * (phi + crit * phi_se))))
-        elif base.startswith("rho"):
+        elif base.startswith(("rho", "corr(")):
             a, a_se = np.arctanh(value), se / (1 - value ** 2)
             rows.append(Row("Residual", name, value, se, np.tanh(a - crit * a_se), np.tanh(a + crit * a_se)))
         else:

@@ -15,7 +15,7 @@ def fmt_g(x: float, width: int = 9) -> str:
 
 
 def _g(x: float, width: int) -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
         return "."
     if x == 0:
         return "0"
@@ -50,6 +50,6 @@ def _exp(a: float, room: int) -> str:
 
 def fmt_f(x: float, width: int, decimals: int) -> str:
     """``%{width}.{decimals}f``; missing values print as ``.``."""
-    if x is None or (isinstance(x, float) and math.isnan(x)):
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
         return ".".rjust(width)
     return f"{x:{width}.{decimals}f}"
