@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..covariance.structures import Identity, Independent
-from ..lmm import gradient, scalar_term
+from ..lmm import gradient
 from ..lmm.model import Factor, LinearMixedModel, equation_blocks
 
 _SCALE_ONLY = (Identity, Independent)  # Σ diagonal: θ_i = σ_i/σ = exp(φ_i − φ_e)
@@ -149,9 +149,9 @@ def _hessian_from_gradient(model: LinearMixedModel, phi: np.ndarray, theta: np.n
     h = 1e-4 if model.residual is not None else 1e-5  # wider when the gradient is partly differenced
     g0 = gradient.loglik_gradient(model, theta, sigma2, f)
     J = _jacobian(model, phi)
-    if scalar_term.applies(model):  # a lone scalar term: ∂g/∂φ = H_ψ J in closed form
-        dg = scalar_term.criterion(model).loglik_hessian(theta, sigma2) @ J
-        return _chain_curvature(model, phi, theta, sigma2, g0, J.T @ dg, h)
+    H_psi = gradient.loglik_hessian(model, theta, sigma2, f)
+    if H_psi is not None:  # scalar terms: ∂g/∂φ = H_ψ J in closed form
+        return _chain_curvature(model, phi, theta, sigma2, g0, J.T @ H_psi @ J, h)
     dg = np.empty((len(g0), n))
     sigma_column = model.residual is None and model.n_theta == n - 1
     for j in range(n - 1 if sigma_column else n):
