@@ -199,7 +199,8 @@ def deviance_hessian_pieces(model: LinearMixedModel, f: Factor) -> tuple[np.ndar
     per factor; None where a λ_t is 0."""
     if "hessian" not in f.cache:
         S = penalized_inverse(model, f)
-        S = np.tril(S) + np.tril(S, -1).T
+        S = S + S.T  # the whole symmetric inverse: potri leaves L₂₂'s zeros above the diagonal
+        S[np.diag_indices_from(S)] *= 0.5
         f.cache["hessian"] = hessian.deviance_pieces(model, f, S, _first_term_columns(model, f, f.l11_inverse(),
                                                                                        len(S)))
     return f.cache["hessian"]

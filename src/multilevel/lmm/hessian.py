@@ -57,7 +57,7 @@ def deviance_pieces(model: LinearMixedModel, f: Factor, S: np.ndarray,
     rest = model._rest_offsets
     T = np.array([d.sum() + ZY.sum()] + [np.trace(S[o, o]) for o in rest])
     F = np.empty((n, n))
-    F[0, 0] = d @ d + 2 * d @ ZY + np.sum(M * M.T)
+    F[0, 0] = d @ d + 2 * d @ ZY + np.einsum("ij,ji->", M, M)
     for i, oi in enumerate(rest, start=1):
         F[0, i] = F[i, 0] = colsq[oi].sum()
         for j, oj in enumerate(rest[:i], start=1):
