@@ -4,8 +4,10 @@ Stata maximizes the likelihood in a metric of log standard deviations,
 atanh correlations and the log residual standard deviation, takes the
 observed information there, and reports variances by the delta method
 ([ME] mixed, Methods and formulas).  Here the Hessian of the log (restricted)
-likelihood, with β profiled out, is taken by central differences in that
-metric; at the optimum the inverse of the profiled Hessian equals the
+likelihood, with β profiled out, is taken in that metric: in closed form when
+every random-effects term is scalar (lmm/scalar_term.py, lmm/hessian.py),
+otherwise by central differences of the analytic gradient or of the log
+likelihood; at the optimum the inverse of the profiled Hessian equals the
 variance-component block of the full inverse information.
 """
 from __future__ import annotations
@@ -136,11 +138,12 @@ def natural_fit(model: LinearMixedModel, theta: np.ndarray, sigma2: float,
 
 def _hessian_from_gradient(model: LinearMixedModel, phi: np.ndarray, theta: np.ndarray,
                            sigma2: float, f: Factor) -> np.ndarray:
-    """Hessian in φ from central differences of the analytic gradient (``f``: the factor at θ).
+    """Hessian in φ from the analytic gradient (``f``: the factor at θ).
 
     With ψ = (θ, σ²)(φ), J = ∂ψ/∂φ and g = ∇_ψ ℓ:  ∂²ℓ/∂φ∂φᵀ = Jᵀ ∂g/∂φ + Σ_i g_i ∇²ψ_i.
-    ∂g/∂φ_j is the central difference of g along φ_j (error ε/h, far more accurate than
-    differencing values, ε/h²).  The curvature of the map (second term) is included when g is
+    ∂g/∂φ = H_ψ J where the closed-form H_ψ exists (scalar terms: ``gradient.loglik_hessian``),
+    else the central difference of g along φ_j (error ε/h, far more accurate than differencing
+    values, ε/h²).  The curvature of the map (second term) is included when g is
     not zero, so the result is right away from the optimum too (e.g. at another program's
     stopping point).  Without a residual structure the column of ln σ_e needs no differences:
     see :func:`_sigma_column`.
