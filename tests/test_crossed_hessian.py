@@ -83,3 +83,28 @@ def test_variances_at_zero_fall_back_to_lbfgs(reml):
 def _bobyqa(model: LinearMixedModel):
     lower, upper = model.theta_bounds()
     return minimize(model.objective, model.theta_start(), lower, upper, backend="nlopt")
+
+
+@pytest.mark.parametrize("reml", [False, True])
+@pytest.mark.parametrize("dataset,formula", MODELS[:3])
+def test_newton_matrix_far_from_the_optimum(dataset, formula, reml):
+    """The cheaper matrix is the Hessian with F_st = ‖E_sPE_t‖² replaced by its diagonal-only
+    part (F̃_tt = Σ_g P_gg², F̃_st = 0): the two differ by 4(F − F̃)/(λ_sλ_t), with P = Ω⁻¹ formed
+    densely here."""
+    model = _model(dataset, formula, reml)
+    theta = model.theta_start() * 0.8 + 0.2
+    f = model.factor(theta)
+    H, N = gradient.deviance_hessian(model, f), gradient.deviance_hessian(model, f, approximate=True)
+    Z = np.hstack([t.zt_sparse().toarray() * t.lam(theta[sl])[0, 0]
+                   for t, sl in zip(model.terms, model._theta_slices)])
+    q = Z.shape[1]
+    C = np.hstack([Z, model.design.X]) if reml else Z
+    Omega = C.T @ C + np.diag(np.r_[np.ones(q), np.zeros(C.shape[1] - q)])
+    P = np.linalg.inv(Omega)[:q, :q]
+    blocks = np.repeat(np.arange(len(model.terms)), [t.n_groups for t in model.terms])
+    E = np.eye(len(model.terms))[blocks]                      # q × terms indicator
+    F = E.T @ (P ** 2) @ E
+    F_diag = np.diag(E.T @ np.diag(P) ** 2)
+    lam = np.array([t.lam(theta[sl])[0, 0] for t, sl in zip(model.terms, model._theta_slices)])
+    np.testing.assert_allclose(N - H, 4 * (F - F_diag) / np.outer(lam, lam), rtol=1e-6,
+                               atol=1e-8 * np.abs(H).max())

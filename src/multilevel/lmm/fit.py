@@ -29,7 +29,8 @@ def optimize(model: LinearMixedModel, backend: str = "auto", start: np.ndarray |
         fg = lambda th: _value_and_gradient(model, th)  # noqa: E731
         newton_log = []
         if hessian.applies(model):
-            newton = minimize_newton(fg, lambda th: gradient.deviance_hessian(model, model.factor(th)), x0, lower)
+            newton = minimize_newton(fg, lambda th: gradient.deviance_hessian(model, model.factor(th)), x0, lower,
+                                     newton_matrix=lambda th: gradient.deviance_hessian(model, model.factor(th), True))
             if newton.converged and np.all(newton.final <= upper):
                 return snap_to_boundary(model, newton, lower)
             newton_log = newton.fitlog

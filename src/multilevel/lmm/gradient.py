@@ -182,28 +182,34 @@ def loglik_hessian(model: LinearMixedModel, theta: np.ndarray, sigma2: float,
     return hessian.loglik_hessian(*second, pieces(model, f)[1], f.pwrss, model.dof, sigma2)
 
 
-def deviance_hessian(model: LinearMixedModel, f: Factor) -> np.ndarray | None:
+def deviance_hessian(model: LinearMixedModel, f: Factor, approximate: bool = False) -> np.ndarray | None:
     """∇²_θ of the profiled deviance d = log|Ω| + ν log r² + const at the factor f, for several
-    scalar terms: ∂² log|Ω| + ν(∂²r²/r² − ∂r² ∂r²ᵀ/r⁴) (None elsewhere, or where a λ_t is 0)."""
+    scalar terms: ∂² log|Ω| + ν(∂²r²/r² − ∂r² ∂r²ᵀ/r⁴) (None elsewhere, or where a λ_t is 0);
+    ``approximate``: the cheaper Newton matrix of :func:`.hessian.deviance_pieces`."""
     if not hessian.applies(model):
         return None
-    second = deviance_hessian_pieces(model, f)
+    second = deviance_hessian_pieces(model, f, approximate)
     if second is None:
         return None
     g_r2 = pieces(model, f)[1]
     return second[0] + model.dof * (second[1] / f.pwrss - np.outer(g_r2, g_r2) / f.pwrss ** 2)
 
 
-def deviance_hessian_pieces(model: LinearMixedModel, f: Factor) -> tuple[np.ndarray, np.ndarray] | None:
+def deviance_hessian_pieces(model: LinearMixedModel, f: Factor,
+                            approximate: bool = False) -> tuple[np.ndarray, np.ndarray] | None:
     """(∂² log|Ω|, ∂² r²) in θ for several scalar terms (:func:`.hessian.deviance_pieces`), once
     per factor; None where a λ_t is 0."""
-    if "hessian" not in f.cache:
+    key = "newton_matrix" if approximate else "hessian"
+    if key not in f.cache:
         S = penalized_inverse(model, f)
-        S = S + S.T  # the whole symmetric inverse: potri leaves L₂₂'s zeros above the diagonal
-        S[np.diag_indices_from(S)] *= 0.5
-        f.cache["hessian"] = hessian.deviance_pieces(model, f, S, _first_term_columns(model, f, f.l11_inverse(),
-                                                                                       len(S)))
-    return f.cache["hessian"]
+        if approximate:
+            f.cache[key] = hessian.deviance_pieces(model, f, S)
+        else:
+            S = S + S.T  # the whole symmetric inverse: potri leaves L₂₂'s zeros above the diagonal
+            S[np.diag_indices_from(S)] *= 0.5
+            Y = _first_term_columns(model, f, f.l11_inverse(), len(S))
+            f.cache[key] = hessian.deviance_pieces(model, f, S, Y)
+    return f.cache[key]
 
 
 def _differenced_parts(model: LinearMixedModel, theta: np.ndarray, sl: slice, h: float = 1e-6):

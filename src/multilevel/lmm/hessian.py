@@ -38,30 +38,40 @@ def applies(model: LinearMixedModel) -> bool:
 
 
 def deviance_pieces(model: LinearMixedModel, f: Factor, S: np.ndarray,
-                    Y) -> tuple[np.ndarray, np.ndarray] | None:
-    """(∂² log|Ω|, ∂² r²) in θ at the factor f (module docstring); ``S``: the symmetric inverse of
-    L₂₂L₂₂ᵀ over Ω's rows, ``Y``: Ỹ (sparse, Ω's rows × the first term's groups).  None when some
-    λ_t is 0 (the formulas divide by it; the criterion is even in λ_t there)."""
+                    Y=None) -> tuple[np.ndarray, np.ndarray] | None:
+    """(∂² log|Ω|, ∂² r²) in θ at the factor f (module docstring); ``S``: the inverse of L₂₂L₂₂ᵀ
+    over Ω's rows (symmetric when Y is given, else its lower triangle suffices), ``Y``: Ỹ (sparse,
+    Ω's rows × the first term's groups).  Without Y, a cheaper Newton matrix for steps far from the
+    optimum: F_st from the diagonal of P alone (F_tt ≈ Σ_g P_gg², F_st ≈ 0 for s ≠ t; P_gg of the
+    first term from the Schur pattern, :meth:`.schur.SchurPattern.group_forms`).  None when
+    some λ_t is 0 (the formulas divide by it; the criterion is even in λ_t there)."""
     theta = f.theta
     lam = np.array([t.lam(theta[sl])[0, 0] for t, sl in zip(model.terms, model._theta_slices)])
     dlam = np.array([t.dlam(theta[sl])[0, 0, 0] for t, sl in zip(model.terms, model._theta_slices)])
     if not np.all(np.abs(lam) > 1e-8 * max(1.0, np.abs(lam).max())):
         return None
     d = 1.0 / f.L11[:, 0, 0] ** 2
-    Yt = Y.T.tocsr()
-    Z = Yt @ S.T                                              # ỸᵀS (G₁ × q); S.T: C-contiguous
-    M = Y @ Z                                                 # ỸỸᵀS (q × q)
-    ZY = np.asarray(Yt.multiply(Z).sum(axis=1)).ravel()      # (ỸᵀSỸ)_gg
-    colsq = np.einsum("gr,gr->r", Z, Z)                       # (SỸỸᵀS)_rr
-    n = len(model.terms)
     rest = model._rest_offsets
+    n = len(model.terms)
+    F = np.zeros((n, n))
+    if Y is None:
+        p11 = d + (lam[0] * d) ** 2 * model.schur_pattern().group_forms(model.scalar_scale(model.lambdas(theta)), S)
+        F[0, 0] = p11 @ p11
+        for i, o in enumerate(rest, start=1):
+            F[i, i] = np.sum(np.diag(S)[o] ** 2)
+        ZY = p11 - d
+    else:
+        Yt = Y.T.tocsr()
+        Z = Yt @ S.T                                          # ỸᵀS (G₁ × q); S.T: C-contiguous
+        M = Y @ Z                                             # ỸỸᵀS (q × q)
+        ZY = np.asarray(Yt.multiply(Z).sum(axis=1)).ravel()  # (ỸᵀSỸ)_gg
+        colsq = np.einsum("gr,gr->r", Z, Z)                   # (SỸỸᵀS)_rr
+        F[0, 0] = d @ d + 2 * d @ ZY + np.einsum("ij,ji->", M, M)
+        for i, oi in enumerate(rest, start=1):
+            F[0, i] = F[i, 0] = colsq[oi].sum()
+            for j, oj in enumerate(rest[:i], start=1):
+                F[i, j] = F[j, i] = np.sum(S[oi, oj] ** 2)
     T = np.array([d.sum() + ZY.sum()] + [np.trace(S[o, o]) for o in rest])
-    F = np.empty((n, n))
-    F[0, 0] = d @ d + 2 * d @ ZY + np.einsum("ij,ji->", M, M)
-    for i, oi in enumerate(rest, start=1):
-        F[0, i] = F[i, 0] = colsq[oi].sum()
-        for j, oj in enumerate(rest[:i], start=1):
-            F[i, j] = F[j, i] = np.sum(S[oi, oj] ** 2)
     G = np.array([t.n_groups for t in model.terms], dtype=float)
     outer = np.outer(lam, lam)
     h_det = -(2 * np.diag(G - 3 * T) + 4 * F) / outer

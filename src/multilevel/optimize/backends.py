@@ -143,14 +143,17 @@ def minimize_scalar_with_gradient(fg, x0: float, lower: float, upper: float, gto
 
 
 def minimize_newton(fg, hessian, x0: np.ndarray, lower: np.ndarray, tol: float = 1e-15,
-                    max_iter: int = 20) -> OptSummary:
+                    max_iter: int = 20, newton_matrix=None, far: float = 1.0) -> OptSummary:
     """Newton's method with an exact Hessian: steps −H⁻¹g (Levenberg-damped where H is not positive
     definite), halved until f does not increase and kept at least half way from the lower bounds
     (:func:`line_search`); converged once the Newton decrement gᵀH⁻¹g is below tol·(1 + |f|), at
     the point where it was computed (``final``: the last evaluation).  ``fg(x)`` gives (f, ∇f),
-    ``hessian(x)`` ∇²f at the point fg saw last, or None where it is not available.  Not converged
-    (the caller falls back) when the Hessian is missing, no step descends, or three steps in a row
-    are held back by a bound (an optimum on the boundary, where Newton only creeps toward it)."""
+    ``hessian(x)`` ∇²f at the point fg saw last, or None where it is not available;
+    ``newton_matrix(x)``, if given, a cheaper approximation whose step is taken until its decrement
+    is first below ``far`` (far from the optimum the step's error is the nonlinearity's, not the
+    matrix's).  Not converged (the caller falls back) when the Hessian is missing, no step
+    descends, or three steps in a row are held back by a bound (an optimum on the boundary, where
+    Newton only creeps toward it)."""
     summary = OptSummary(backend="newton", initial=np.array(x0, dtype=float))
     summary.return_code = "newton stopped"
     x = np.clip(np.array(x0, dtype=float), lower, np.inf)
@@ -158,16 +161,17 @@ def minimize_newton(fg, hessian, x0: np.ndarray, lower: np.ndarray, tol: float =
     summary.fitlog.append((x.copy(), float(v)))
     held = 0
     for _ in range(max_iter):
-        H = hessian(x) if np.isfinite(v) else None
-        if H is None:
+        if not np.isfinite(v):
             break
-        try:
-            step = damped_step(-H, -g)
-        except np.linalg.LinAlgError:
-            break
-        if -g @ step < tol * (1 + abs(v)):
-            summary.return_code, summary.converged = "newton decrement below tolerance", True
-            break
+        step = _newton_step(newton_matrix(x), g) if newton_matrix is not None else None
+        if step is None or -g @ step <= far:
+            newton_matrix = None  # near the optimum: the exact Hessian from here on
+            step = _newton_step(hessian(x), g)
+            if step is None:
+                break
+            if -g @ step < tol * (1 + abs(v)):
+                summary.return_code, summary.converged = "newton decrement below tolerance", True
+                break
         held = held + 1 if _bound_limited(x, step, lower) else 0
         try:
             x, v, g = line_search(fg, summary, x, v, step, lower)
@@ -180,6 +184,16 @@ def minimize_newton(fg, hessian, x0: np.ndarray, lower: np.ndarray, tol: float =
     summary.final, summary.fmin = x, float(v)
     summary.boundary = ()
     return summary
+
+
+def _newton_step(H: np.ndarray | None, g: np.ndarray) -> np.ndarray | None:
+    """−H⁻¹g (damped, :func:`damped_step`), or None without H or when it cannot be made definite."""
+    if H is None:
+        return None
+    try:
+        return damped_step(-H, -g)
+    except np.linalg.LinAlgError:
+        return None
 
 
 def _bound_limited(x: np.ndarray, step: np.ndarray, lower: np.ndarray) -> bool:
