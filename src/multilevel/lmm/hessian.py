@@ -91,13 +91,15 @@ def _r2_hessian(model: LinearMixedModel, f: Factor, lam: np.ndarray) -> np.ndarr
     for i, off in enumerate(model._rest_offsets, start=1):
         B2[off, i] = x2[off]
     l11 = f.L11[:, 0, 0][:, None]
-    L22 = f.L22[:-1, :-1]
     LX = f.L21D[:model.p]
     W1 = B1 / l11                                              # forward: L₁₁ w₁ = b₁
-    R2 = B2.copy()
-    R2[:q] -= f.L21Z @ W1
-    R2[q:] -= LX @ W1
-    V2 = _tri_solve(L22, _tri_solve(L22, R2), transpose=True)  # L₂₂ w₂ = b₂ − L₂₁w₁, L₂₂ᵀ v₂ = w₂
+    R2 = np.zeros((len(B2) + 1, n))                            # with y's row, to solve with L₂₂ itself
+    R2[:q] = -(f.L21Z @ W1)
+    R2[q:-1] = -(LX @ W1)
+    R2[:-1] += B2
+    W2 = _tri_solve(f.L22, R2)                                 # L₂₂ w₂ = b₂ − L₂₁w₁ (y's entry unused)
+    W2[-1] = 0.0
+    V2 = _tri_solve(f.L22, W2, transpose=True)[:-1]            # L₂₂ᵀ v₂ = w₂
     V1 = (W1 - f.L21Z.T @ V2[:q] - LX.T @ V2[q:]) / l11        # L₁₁ v₁ = w₁ − L₂₁ᵀv₂
     W = B1.T @ V1 + B2.T @ V2                                  # u_tᵀ[Ω_f⁻¹]_ts u_s
     U = np.diag(B1.T @ B1 + B2.T @ B2)
