@@ -35,7 +35,8 @@ class SchurPattern:
         pos = np.arange(A2.nnz) - np.repeat(A2.indptr[:-1], n)   # each nonzero's place in its column
         reps = pos + 1                                          # pairs (a, b ≤ a) in its column
         a = np.repeat(np.arange(A2.nnz), reps)
-        b = a - np.repeat(pos, reps) + (np.arange(len(a)) - np.repeat(np.cumsum(reps) - reps, reps))
+        first = np.arange(A2.nnz) - pos - (np.cumsum(reps) - reps)   # the column's first nonzero, less
+        b = np.arange(len(a)) + np.repeat(first, reps)               # the offset of a's pairs in the list
         flat = A2.indices[a] + A2.indices[b].astype(np.int64) * m   # sorted indices: row ≥ col
         seen = np.zeros(m * m, dtype=bool)
         seen[flat] = True
