@@ -108,3 +108,25 @@ def test_newton_matrix_far_from_the_optimum(dataset, formula, reml):
     lam = np.array([t.lam(theta[sl])[0, 0] for t, sl in zip(model.terms, model._theta_slices)])
     np.testing.assert_allclose(N - H, 4 * (F - F_diag) / np.outer(lam, lam), rtol=1e-6,
                                atol=1e-8 * np.abs(H).max())
+
+
+def test_newton_minimizer_on_a_known_function():
+    """Rosenbrock's function from (−1.2, 1) with its exact Hessian reaches (1, 1); a minimum
+    beyond a lower bound (f = (x + 1)², x ≥ 0) is not reported as converged."""
+    from multilevel.optimize import minimize_newton
+
+    def fg(x):
+        a, b = x
+        return (1 - a) ** 2 + 100 * (b - a * a) ** 2, np.array([-2 * (1 - a) - 400 * a * (b - a * a),
+                                                                  200 * (b - a * a)])
+
+    def hess(x):
+        a, b = x
+        return np.array([[2 - 400 * (b - 3 * a * a), -400 * a], [-400 * a, 200.0]])
+
+    opt = minimize_newton(fg, hess, np.array([-1.2, 1.0]), np.full(2, -np.inf), max_iter=100)
+    assert opt.converged and opt.fmin < 1e-20
+    np.testing.assert_allclose(opt.final, [1.0, 1.0], atol=1e-10)
+    bounded = minimize_newton(lambda x: ((x[0] + 1) ** 2, np.array([2 * (x[0] + 1)])),
+                              lambda x: np.array([[2.0]]), np.array([1.0]), np.zeros(1))
+    assert not bounded.converged and bounded.final[0] > 0

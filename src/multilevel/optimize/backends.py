@@ -146,9 +146,9 @@ def minimize_newton(fg, hessian, x0: np.ndarray, lower: np.ndarray, tol: float =
                     max_iter: int = 20, newton_matrix=None, far: float = 1.0) -> OptSummary:
     """Newton's method with an exact Hessian: steps −H⁻¹g (Levenberg-damped where H is not positive
     definite), halved until f does not increase and kept at least half way from the lower bounds
-    (:func:`line_search`); converged once the Newton decrement gᵀH⁻¹g is below tol·(1 + |f|), at
-    the point where it was computed (``final``: the last evaluation).  ``fg(x)`` gives (f, ∇f),
-    ``hessian(x)`` ∇²f at the point fg saw last, or None where it is not available;
+    (:func:`line_search`); converged once the Newton decrement gᵀH⁻¹g is below tol·(1 + |f|), or
+    the step below 1e-10 relative (the rounding floor), at the point where it was computed
+    (``final``: the last evaluation).  ``fg(x)`` gives (f, ∇f), ``hessian(x)`` ∇²f at the point fg saw last, or None where it is not available;
     ``newton_matrix(x)``, if given, a cheaper approximation whose step is taken until its decrement
     is first below ``far`` (far from the optimum the step's error is the nonlinearity's, not the
     matrix's).  Not converged (the caller falls back) when the Hessian is missing, no step
@@ -169,7 +169,7 @@ def minimize_newton(fg, hessian, x0: np.ndarray, lower: np.ndarray, tol: float =
             step = _newton_step(hessian(x), g)
             if step is None:
                 break
-            if -g @ step < tol * (1 + abs(v)):
+            if -g @ step < tol * (1 + abs(v)) or np.all(np.abs(step) <= 1e-10 * (1 + np.abs(x))):
                 summary.return_code, summary.converged = "newton decrement below tolerance", True
                 break
         held = held + 1 if _bound_limited(x, step, lower) else 0
