@@ -130,3 +130,15 @@ def test_newton_minimizer_on_a_known_function():
     bounded = minimize_newton(lambda x: ((x[0] + 1) ** 2, np.array([2 * (x[0] + 1)])),
                               lambda x: np.array([[2.0]]), np.array([1.0]), np.zeros(1))
     assert not bounded.converged and bounded.final[0] > 0
+
+
+def test_without_the_schur_pattern():
+    """When the pattern would be too large (model._schur None) the exact Hessian (from Ỹ) still
+    serves Newton; only the cheaper matrix, which needs the pattern, is not there."""
+    model = _model(*MODELS[0], reml=True)
+    model._schur = None
+    f = model.factor(model.theta_start())
+    assert gradient.deviance_hessian(model, f, approximate=True) is None
+    opt = optimize(model)
+    assert opt.backend == "newton" and opt.converged
+    assert opt.fmin <= _bobyqa(model).fmin + 1e-9 * abs(opt.fmin)

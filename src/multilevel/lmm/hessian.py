@@ -43,19 +43,21 @@ def deviance_pieces(model: LinearMixedModel, f: Factor, S: np.ndarray,
     over Ω's rows (symmetric when Y is given, else its lower triangle suffices), ``Y``: Ỹ (sparse,
     Ω's rows × the first term's groups).  Without Y, a cheaper Newton matrix for steps far from the
     optimum: F_st from the diagonal of P alone (F_tt ≈ Σ_g P_gg², F_st ≈ 0 for s ≠ t; P_gg of the
-    first term from the Schur pattern, :meth:`.schur.SchurPattern.group_forms`).  None when
-    some λ_t is 0 (the formulas divide by it; the criterion is even in λ_t there)."""
+    first term from the Schur pattern, :meth:`.schur.SchurPattern.group_forms`; None without the
+    pattern).  None when some λ_t is 0 (the formulas divide by it; the criterion is even in λ_t
+    there)."""
     theta = f.theta
     lam = np.array([t.lam(theta[sl])[0, 0] for t, sl in zip(model.terms, model._theta_slices)])
     dlam = np.array([t.dlam(theta[sl])[0, 0, 0] for t, sl in zip(model.terms, model._theta_slices)])
-    if not np.all(np.abs(lam) > 1e-8 * max(1.0, np.abs(lam).max())):
+    pattern = model.schur_pattern()
+    if not np.all(np.abs(lam) > 1e-8 * max(1.0, np.abs(lam).max())) or (Y is None and pattern is None):
         return None
     d = 1.0 / f.L11[:, 0, 0] ** 2
     rest = model._rest_offsets
     n = len(model.terms)
     F = np.zeros((n, n))
     if Y is None:
-        p11 = d + (lam[0] * d) ** 2 * model.schur_pattern().group_forms(model.scalar_scale(model.lambdas(theta)), S)
+        p11 = d + (lam[0] * d) ** 2 * pattern.group_forms(model.scalar_scale(model.lambdas(theta)), S)
         F[0, 0] = p11 @ p11
         for i, o in enumerate(rest, start=1):
             F[i, i] = np.sum(np.diag(S)[o] ** 2)
