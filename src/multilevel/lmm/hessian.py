@@ -18,7 +18,7 @@ b = Λu metric r² = min ‖y − Xβ − Zb‖² + Σ_t ‖b_t‖²/λ_t², so 
 P = [[D + ỸᵀSỸ, ·], [−SỸ, S]] with D = diag(L₁₁⁻²), Ỹ = L₂₁L₁₁⁻¹ and S = (L₂₂L₂₂ᵀ)⁻¹ over Ω's rows
 (the gradient's inverse): with Z = ỸᵀS and M = ỸZ,
 
-    F₁₁ = Σ d_g² + 2 Σ_g d_g (ZỸ)_gg + tr(M²),   F₁t = Σ_{r∈t} (ZᵀZ)_rr,   F_st = ‖S_st‖²_F,
+    F₁₁ = Σ d_g² + 2 Σ_g d_g (ZỸ)_gg + tr(M²),   F₁t = Σ_{r∈t} (SM)_rr,   F_st = ‖S_st‖²_F,
 
 two sparse–dense products of the size of Ỹ's nonzeros times Ω's order (a fraction of the
 inverse S itself).  The observed information of the standard errors then needs no differenced
@@ -67,7 +67,7 @@ def deviance_pieces(model: LinearMixedModel, f: Factor, S: np.ndarray,
         Z = Yt @ S.T                                          # ỸᵀS (G₁ × q); S.T: C-contiguous
         M = Y @ Z                                             # ỸỸᵀS (q × q)
         ZY = np.asarray(Yt.multiply(Z).sum(axis=1)).ravel()  # (ỸᵀSỸ)_gg
-        colsq = np.einsum("gr,gr->r", Z, Z)                   # (SỸỸᵀS)_rr
+        colsq = np.einsum("cr,cr->r", M, S)                   # (SỸỸᵀS)_rr = Σ_c M_cr S_cr
         F[0, 0] = d @ d + 2 * d @ ZY + np.einsum("ij,ji->", M, M)
         for i, oi in enumerate(rest, start=1):
             F[0, i] = F[i, 0] = colsq[oi].sum()
