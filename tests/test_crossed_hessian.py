@@ -26,8 +26,11 @@ def _model(dataset: str, formula: str, reml: bool) -> LinearMixedModel:
     return LinearMixedModel(build(parse(formula), data), reml=reml)
 
 
+SLOPE = ("sleepstudy.csv", "Reaction ~ Days + (0 + Days|Subject) + (1|weekday)")  # a scalar slope
+
+
 @pytest.mark.parametrize("reml", [False, True])
-@pytest.mark.parametrize("dataset,formula", MODELS)
+@pytest.mark.parametrize("dataset,formula", MODELS + [SLOPE])
 def test_hessians_match_differences_of_the_gradients(dataset, formula, reml):
     model = _model(dataset, formula, reml)
     assert hessian.applies(model)
