@@ -41,3 +41,16 @@ def test_trace_over_a_leading_block():
     pattern = SchurPattern(sparse.csc_matrix(A))
     lower_only = np.asfortranarray(np.tril(S))
     assert abs(pattern.trace(w, d, lower_only) - np.trace(S @ K)) < 1e-12 * abs(np.trace(S @ K))
+
+
+def test_group_forms_over_a_leading_block():
+    A = _random_cross_products(seed=5)
+    rng = np.random.default_rng(6)
+    d = rng.random(A.shape[0]) + 0.5
+    q = A.shape[0] - 2
+    B = rng.normal(size=(q, q))
+    S = B @ B.T
+    Ad = (np.diag(d) @ A)[:q]
+    expected = np.einsum("rg,rc,cg->g", Ad, S, Ad)    # a_gᵀ D S D a_g per group
+    got = SchurPattern(sparse.csc_matrix(A)).group_forms(d, np.asfortranarray(np.tril(S)))
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12 * np.abs(expected).max())

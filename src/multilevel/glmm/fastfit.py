@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..optimize import OptSummary
+from ..optimize.backends import damped_step
 from .onefactor import OneFactor
 
 BOUNDARY = -15.0
@@ -204,19 +205,6 @@ def _quadrature(model, one, x, opt: OptSummary, max_iter: int = 100, tol: float 
     opt.n_evals = len(opt.fitlog)
     opt.final, opt.fmin = x, -2 * Q
     return x, np.linalg.inv(-H), Q
-
-
-def damped_step(H, g):
-    """Newton step −H⁻¹g, or a Levenberg-damped one if −H is not positive definite."""
-    lam = 0.0
-    scale = np.max(np.abs(np.diag(H))) + 1e-12
-    for _ in range(30):
-        try:
-            np.linalg.cholesky(-H + lam * np.eye(len(g)))
-            return np.linalg.solve(-H + lam * np.eye(len(g)), g)
-        except np.linalg.LinAlgError:
-            lam = max(2 * lam, 1e-6 * scale)
-    raise np.linalg.LinAlgError("the quadrature Hessian cannot be made negative definite")
 
 
 # --- results in Stata's metric ------------------------------------------------------------------

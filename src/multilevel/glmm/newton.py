@@ -24,7 +24,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..optimize import OptSummary
-from .fastfit import damped_step, psi_jacobian
+from ..optimize.backends import damped_step, line_search
+from .fastfit import psi_jacobian
 from .laplace_gradient import LaplaceGradient
 
 NEAR_ZERO = -9.0    # a log SD below this at the optimum: left to the derivative-free path
@@ -62,7 +63,7 @@ def newton_fit(model, beta: np.ndarray, theta: np.ndarray, tol: float = 1e-14,
                 dec = -g @ step
                 if dec < tol:
                     break
-                x, v, g = _line_search(lg, opt, x, v, step, lower)
+                x, v, g = line_search(lg, opt, x, v, step, lower)
             else:
                 return None
             if np.any(~(model.natural(x[model.p:]) > NEAR_ZERO)):
@@ -76,19 +77,3 @@ def newton_fit(model, beta: np.ndarray, theta: np.ndarray, tol: float = 1e-14,
     opt.converged = True
     opt.final, opt.fmin, opt.n_evals = x, v, len(opt.fitlog)
     return opt, scale
-
-
-def _line_search(lg: LaplaceGradient, opt: OptSummary, x, v, step, lower):
-    """The longest t ≤ 1 (halving) with −2ℓ_L(x + t·step) ≤ −2ℓ_L(x), within half the distance
-    to the lower bounds; raises ValueError when halving finds no such t."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        room = np.where((step < 0) & np.isfinite(lower), 0.5 * (x - lower) / -step, np.inf)
-    t = min(1.0, float(room.min()))
-    while t > 1e-10:
-        trial = x + t * step
-        vt, gt = lg(trial)
-        opt.fitlog.append((trial, vt))
-        if vt <= v + 1e-10 * (1 + abs(v)):
-            return trial, vt, gt
-        t *= 0.5
-    raise ValueError("Laplace: no descent along the Newton direction")

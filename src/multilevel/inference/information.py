@@ -4,8 +4,10 @@ Stata maximizes the likelihood in a metric of log standard deviations,
 atanh correlations and the log residual standard deviation, takes the
 observed information there, and reports variances by the delta method
 ([ME] mixed, Methods and formulas).  Here the Hessian of the log (restricted)
-likelihood, with β profiled out, is taken by central differences in that
-metric; at the optimum the inverse of the profiled Hessian equals the
+likelihood, with β profiled out, is taken in that metric: in closed form when
+every random-effects term is scalar (lmm/scalar_term.py, lmm/hessian.py),
+otherwise by central differences of the analytic gradient or of the log
+likelihood; at the optimum the inverse of the profiled Hessian equals the
 variance-component block of the full inverse information.
 """
 from __future__ import annotations
@@ -15,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..covariance.structures import Identity, Independent
-from ..lmm import gradient, scalar_term
+from ..lmm import gradient
 from ..lmm.model import Factor, LinearMixedModel, equation_blocks
 
 _SCALE_ONLY = (Identity, Independent)  # Σ diagonal: θ_i = σ_i/σ = exp(φ_i − φ_e)
@@ -141,11 +143,12 @@ def natural_fit(model: LinearMixedModel, theta: np.ndarray, sigma2: float,
 
 def _hessian_from_gradient(model: LinearMixedModel, phi: np.ndarray, theta: np.ndarray,
                            sigma2: float, f: Factor) -> np.ndarray:
-    """Hessian in φ from central differences of the analytic gradient (``f``: the factor at θ).
+    """Hessian in φ from the analytic gradient (``f``: the factor at θ).
 
     With ψ = (θ, σ²)(φ), J = ∂ψ/∂φ and g = ∇_ψ ℓ:  ∂²ℓ/∂φ∂φᵀ = Jᵀ ∂g/∂φ + Σ_i g_i ∇²ψ_i.
-    ∂g/∂φ_j is the central difference of g along φ_j (error ε/h, far more accurate than
-    differencing values, ε/h²).  The curvature of the map (second term) is included when g is
+    ∂g/∂φ = H_ψ J where the closed-form H_ψ exists (scalar terms: ``gradient.loglik_hessian``),
+    else the central difference of g along φ_j (error ε/h, far more accurate than differencing
+    values, ε/h²).  The curvature of the map (second term) is included when g is
     not zero, so the result is right away from the optimum too (e.g. at another program's
     stopping point).  Without a residual structure the column of ln σ_e needs no differences:
     see :func:`_sigma_column`.
@@ -154,9 +157,9 @@ def _hessian_from_gradient(model: LinearMixedModel, phi: np.ndarray, theta: np.n
     h = 1e-4 if model.residual is not None else 1e-5  # wider when the gradient is partly differenced
     g0 = gradient.loglik_gradient(model, theta, sigma2, f)
     J = _jacobian(model, phi)
-    if scalar_term.applies(model):  # a lone scalar term: ∂g/∂φ = H_ψ J in closed form
-        dg = scalar_term.criterion(model).loglik_hessian(theta, sigma2) @ J
-        return _chain_curvature(model, phi, theta, sigma2, g0, J.T @ dg, h)
+    H_psi = gradient.loglik_hessian(model, theta, sigma2, f)
+    if H_psi is not None:  # scalar terms: ∂g/∂φ = H_ψ J in closed form
+        return _chain_curvature(model, phi, theta, sigma2, g0, J.T @ H_psi @ J, h)
     dg = np.empty((len(g0), n))
     sigma_column = model.residual is None and model.n_theta == n - 1
     for j in range(n - 1 if sigma_column else n):

@@ -9,8 +9,8 @@ from ..design import Design
 from ..inference.information import covariance_se, delta_vcov, natural_fit
 from ..inference.results import EquationResult, FixedEffects, MixedResults
 from ..inference.tests import lr_vs_linear, ols_loglik, wald_fixed
-from ..optimize import OptSummary, minimize, minimize_scalar_with_gradient, minimize_with_gradient
-from . import gradient, scalar_term
+from ..optimize import OptSummary, minimize, minimize_newton, minimize_scalar_with_gradient, minimize_with_gradient
+from . import gradient, hessian, scalar_term
 from .model import LinearMixedModel, equation_blocks
 from .pseudolikelihood import make_model
 
@@ -18,13 +18,22 @@ from .pseudolikelihood import make_model
 def optimize(model: LinearMixedModel, backend: str = "auto", start: np.ndarray | None = None) -> OptSummary:
     """Minimize the profiled deviance over θ (JSS §3.6), from ``start`` or the model's default.
 
-    ``auto``: L-BFGS-B on the analytic gradient where it is available (one random-effects
-    term), finished by BOBYQA if it stops short; otherwise BOBYQA (``nlopt``).
+    ``auto``: L-BFGS-B on the analytic gradient where it is available, finished by BOBYQA if it
+    stops short; otherwise BOBYQA (``nlopt``).  Several scalar terms: Newton's method on the
+    exact Hessian (:mod:`.hessian`; its last Hessian is the standard errors' information), and
+    L-BFGS-B where Newton does not converge (e.g. a variance at zero).
     """
     lower, upper = model.theta_bounds()
     x0 = model.theta_start() if start is None else np.clip(np.asarray(start, dtype=float), lower, upper)
     if backend == "auto" and gradient.available(model):
         fg = lambda th: _value_and_gradient(model, th)  # noqa: E731
+        newton_log = []
+        if hessian.applies(model):
+            newton = minimize_newton(fg, lambda th: gradient.deviance_hessian(model, model.factor(th)), x0, lower,
+                                     newton_matrix=lambda th: gradient.deviance_hessian(model, model.factor(th), True))
+            if newton.converged and np.all(newton.final <= upper):
+                return snap_to_boundary(model, newton, lower)
+            newton_log = newton.fitlog
         if scalar_term.applies(model):
             fg = scalar_term.criterion(model).value_gradient_curvature
         if model.n_theta == 1:
@@ -35,6 +44,7 @@ def optimize(model: LinearMixedModel, backend: str = "auto", start: np.ndarray |
             polish = minimize(model.objective, opt.final, lower, upper, backend="nlopt")
             polish.fitlog[:0] = opt.fitlog
             opt = polish
+        opt.fitlog[:0] = newton_log
     else:
         opt = minimize(model.objective, x0, lower, upper, backend="nlopt" if backend == "auto" else backend)
     return snap_to_boundary(model, opt, lower)

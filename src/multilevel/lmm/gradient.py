@@ -19,7 +19,7 @@ import numpy as np
 from scipy import sparse
 
 from ..linalg import batched
-from . import markov_gradient, scalar_term
+from . import hessian, markov_gradient, scalar_term
 from .model import Factor, LinearMixedModel
 
 
@@ -119,13 +119,9 @@ def _pieces_multi(model: LinearMixedModel, f: Factor) -> tuple[np.ndarray, np.nd
     scalar term at θ_t = 0 has derivative 0 (the criterion is even in θ_t); a vector term with a
     singular Λ_t is differenced.
     """
-    from scipy.linalg.lapack import dpotri
-
     theta = f.theta
-    q = model.q_rest + (model.p if model.reml else 0)  # rows of L₂₂ that belong to Ω
-    S, info = dpotri(f.L22[:q, :q], lower=1)
-    if info:
-        raise np.linalg.LinAlgError("singular penalized system")
+    S = penalized_inverse(model, f)
+    q = len(S)
     x2, u1 = model.spherical(f)
     k1 = f.L11.shape[1]
     Linv = f.l11_inverse()                                              # (G, k, k)
@@ -155,6 +151,65 @@ def _pieces_multi(model: LinearMixedModel, f: Factor) -> tuple[np.ndarray, np.nd
         elif t.k > 1:  # a singular vector term: difference the two parts in its θ
             g_det[sl], g_r2[sl] = _differenced_parts(model, theta, sl)
     return g_det, g_r2
+
+
+def penalized_inverse(model: LinearMixedModel, f: Factor) -> np.ndarray:
+    """S = (L₂₂L₂₂ᵀ)⁻¹ over the rows of L₂₂ that belong to Ω (the other terms', and X's for REML):
+    its lower triangle (LAPACK potri), once per factor."""
+    if "inverse" not in f.cache:
+        from scipy.linalg.lapack import dpotri
+
+        q = model.q_rest + (model.p if model.reml else 0)
+        S, info = dpotri(f.L22[:q, :q], lower=1)
+        if info:
+            raise np.linalg.LinAlgError("singular penalized system")
+        f.cache["inverse"] = S
+    return f.cache["inverse"]
+
+
+def loglik_hessian(model: LinearMixedModel, theta: np.ndarray, sigma2: float,
+                   f: Factor | None = None) -> np.ndarray | None:
+    """∂²ℓ/∂ψ∂ψᵀ for ψ = (θ, σ²) in closed form where every term is scalar (one term:
+    :mod:`.scalar_term`; several: :mod:`.hessian`), else None (``f``: the factor at θ, if known)."""
+    if scalar_term.applies(model):
+        return scalar_term.criterion(model).loglik_hessian(theta, sigma2)
+    if not hessian.applies(model):
+        return None
+    f = model.factor(theta) if f is None else f
+    second = deviance_hessian_pieces(model, f)
+    if second is None:
+        return None
+    return hessian.loglik_hessian(*second, pieces(model, f)[1], f.pwrss, model.dof, sigma2)
+
+
+def deviance_hessian(model: LinearMixedModel, f: Factor, approximate: bool = False) -> np.ndarray | None:
+    """∇²_θ of the profiled deviance d = log|Ω| + ν log r² + const at the factor f, for several
+    scalar terms: ∂² log|Ω| + ν(∂²r²/r² − ∂r² ∂r²ᵀ/r⁴) (None elsewhere, or where a λ_t is 0);
+    ``approximate``: the cheaper Newton matrix of :func:`.hessian.deviance_pieces`."""
+    if not hessian.applies(model):
+        return None
+    second = deviance_hessian_pieces(model, f, approximate)
+    if second is None:
+        return None
+    g_r2 = pieces(model, f)[1]
+    return second[0] + model.dof * (second[1] / f.pwrss - np.outer(g_r2, g_r2) / f.pwrss ** 2)
+
+
+def deviance_hessian_pieces(model: LinearMixedModel, f: Factor,
+                            approximate: bool = False) -> tuple[np.ndarray, np.ndarray] | None:
+    """(∂² log|Ω|, ∂² r²) in θ for several scalar terms (:func:`.hessian.deviance_pieces`), once
+    per factor; None where a λ_t is 0."""
+    key = "newton_matrix" if approximate else "hessian"
+    if key not in f.cache:
+        S = penalized_inverse(model, f)
+        if approximate:
+            f.cache[key] = hessian.deviance_pieces(model, f, S)
+        else:
+            S = S + S.T  # the whole symmetric inverse: potri leaves L₂₂'s zeros above the diagonal
+            S[np.diag_indices_from(S)] *= 0.5
+            Y = _first_term_columns(model, f, f.l11_inverse(), len(S))
+            f.cache[key] = hessian.deviance_pieces(model, f, S, Y)
+    return f.cache[key]
 
 
 def _differenced_parts(model: LinearMixedModel, theta: np.ndarray, sl: slice, h: float = 1e-6):

@@ -24,6 +24,7 @@ import math
 import numpy as np
 from scipy.linalg.lapack import dpotrf, dtrtrs
 
+from .hessian import loglik_hessian
 from .model import LinearMixedModel
 
 
@@ -123,10 +124,8 @@ class ScalarCriterion:
         ∂² log|R_X|² = −Σ w''_g ‖v_g‖² − ‖V diag(w') Vᵀ‖²_F  (each times (∂λ/∂θ)², λ linear in θ).
         """
         _, dlam, r2, _, d_r2, dd_det, dd_r2 = self._derivatives(theta, second=True)
-        h_tt = -0.5 * (dd_det + dd_r2 / sigma2) * dlam ** 2
-        h_ts = 0.5 * d_r2 * dlam / sigma2 ** 2
-        h_ss = 0.5 * self.nu / sigma2 ** 2 - r2 / sigma2 ** 3
-        return np.array([[h_tt, h_ts], [h_ts, h_ss]])
+        return loglik_hessian(np.array([[dd_det]]) * dlam ** 2, np.array([[dd_r2]]) * dlam ** 2,
+                              np.array([d_r2 * dlam]), r2, self.nu, sigma2)
 
     def value_gradient_curvature(self, theta: np.ndarray) -> tuple[float, np.ndarray, float]:
         """The profiled deviance d = log|L_Z|² [+ log|R_X|²] + ν(1 + log 2πr²/ν), d' and d'' in θ

@@ -35,7 +35,8 @@ class SchurPattern:
         pos = np.arange(A2.nnz) - np.repeat(A2.indptr[:-1], n)   # each nonzero's place in its column
         reps = pos + 1                                          # pairs (a, b ≤ a) in its column
         a = np.repeat(np.arange(A2.nnz), reps)
-        b = a - np.repeat(pos, reps) + (np.arange(len(a)) - np.repeat(np.cumsum(reps) - reps, reps))
+        first = np.arange(A2.nnz) - pos - (np.cumsum(reps) - reps)   # the column's first nonzero, less
+        b = np.arange(len(a)) + np.repeat(first, reps)               # the offset of a's pairs in the list
         flat = A2.indices[a] + A2.indices[b].astype(np.int64) * m   # sorted indices: row ≥ col
         seen = np.zeros(m * m, dtype=bool)
         seen[flat] = True
@@ -65,11 +66,17 @@ class SchurPattern:
     def trace(self, w: np.ndarray, d: np.ndarray, S: np.ndarray) -> float:
         """tr(S K) for K = diag(d) A₂ diag(w) A₂ᵀ diag(d) over the leading q × q block of a
         symmetric S (q = S's order) of which only the lower triangle is used."""
+        return float(w @ self.group_forms(d, S))
+
+    def group_forms(self, d: np.ndarray, S: np.ndarray) -> np.ndarray:
+        """a_gᵀ diag(d) S diag(d) a_g for each group g (column a_g of A₂ over the leading q rows;
+        S symmetric of order q, only its lower triangle used)."""
         q = S.shape[0]
         if q not in self._within:  # the pairs inside the block, their positions in S (Fortran
             idx = np.flatnonzero(self.rows < q)  # order) and multiplicity (2 off the diagonal)
             r, c = self.rows[idx], self.cols[idx]
             self._within[q] = (idx, r + c * q, np.where(r == c, 1.0, 2.0))
         idx, flat, mult = self._within[q]
-        K = self.values(w)[idx] * self.scale(d)[idx]
-        return float(np.dot(mult * K, np.asfortranarray(S).ravel(order="F")[flat]))
+        pairs = np.zeros(len(self.flat))
+        pairs[idx] = mult * self.scale(d)[idx] * np.asfortranarray(S).ravel(order="F")[flat]
+        return self._map.T @ pairs

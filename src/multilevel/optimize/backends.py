@@ -142,6 +142,96 @@ def minimize_scalar_with_gradient(fg, x0: float, lower: float, upper: float, gto
     return _finish(summary, np.array([lower]))
 
 
+def minimize_newton(fg, hessian, x0: np.ndarray, lower: np.ndarray, tol: float = 1e-15,
+                    max_iter: int = 20, newton_matrix=None, far: float = 1.0) -> OptSummary:
+    """Newton's method with an exact Hessian: steps −H⁻¹g (Levenberg-damped where H is not positive
+    definite), halved until f does not increase and kept at least half way from the lower bounds
+    (:func:`line_search`); converged once the Newton decrement gᵀH⁻¹g is below tol·(1 + |f|), or
+    the step below 1e-10 relative (the rounding floor), at the point where it was computed
+    (``final``: the last evaluation).  ``fg(x)`` gives (f, ∇f), ``hessian(x)`` ∇²f at the point fg saw last, or None where it is not available;
+    ``newton_matrix(x)``, if given, a cheaper approximation whose step is taken until its decrement
+    is first below ``far`` (far from the optimum the step's error is the nonlinearity's, not the
+    matrix's).  Not converged (the caller falls back) when the Hessian is missing, no step
+    descends, or three steps in a row are held back by a bound (an optimum on the boundary, where
+    Newton only creeps toward it)."""
+    summary = OptSummary(backend="newton", initial=np.array(x0, dtype=float))
+    summary.return_code = "newton stopped"
+    x = np.clip(np.array(x0, dtype=float), lower, np.inf)
+    v, g = fg(x)
+    summary.fitlog.append((x.copy(), float(v)))
+    held = 0
+    for _ in range(max_iter):
+        if not np.isfinite(v):
+            break
+        step = _newton_step(newton_matrix(x), g) if newton_matrix is not None else None
+        if step is None or -g @ step <= far:
+            newton_matrix = None  # near the optimum: the exact Hessian from here on
+            step = _newton_step(hessian(x), g)
+            if step is None:
+                break
+            if -g @ step < tol * (1 + abs(v)) or np.all(np.abs(step) <= 1e-10 * (1 + np.abs(x))):
+                summary.return_code, summary.converged = "newton decrement below tolerance", True
+                break
+        held = held + 1 if _bound_limited(x, step, lower) else 0
+        try:
+            x, v, g = line_search(fg, summary, x, v, step, lower)
+        except ValueError:
+            break
+        if held == 3:
+            summary.return_code = "newton held back by a bound"
+            break
+    summary.n_evals = len(summary.fitlog)
+    summary.final, summary.fmin = x, float(v)
+    summary.boundary = ()
+    return summary
+
+
+def _newton_step(H: np.ndarray | None, g: np.ndarray) -> np.ndarray | None:
+    """−H⁻¹g (damped, :func:`damped_step`), or None without H or when it cannot be made definite."""
+    if H is None:
+        return None
+    try:
+        return damped_step(-H, -g)
+    except np.linalg.LinAlgError:
+        return None
+
+
+def _bound_limited(x: np.ndarray, step: np.ndarray, lower: np.ndarray) -> bool:
+    """Whether the full step from x would have gone past half the distance to a lower bound."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return bool(np.any((step < 0) & np.isfinite(lower) & (0.5 * (x - lower) < -step)))
+
+
+def damped_step(H, g):
+    """Newton step −H⁻¹g, or a Levenberg-damped one if −H is not positive definite."""
+    lam = 0.0
+    scale = np.max(np.abs(np.diag(H))) + 1e-12
+    for _ in range(30):
+        try:
+            np.linalg.cholesky(-H + lam * np.eye(len(g)))
+            return np.linalg.solve(-H + lam * np.eye(len(g)), g)
+        except np.linalg.LinAlgError:
+            lam = max(2 * lam, 1e-6 * scale)
+    raise np.linalg.LinAlgError("the Hessian cannot be made definite")
+
+
+def line_search(fg, opt: OptSummary, x, v, step, lower):
+    """The longest t ≤ 1 (halving) with f(x + t·step) ≤ f(x) (to rounding), within half the
+    distance to the lower bounds (the fraction-to-the-boundary rule of interior-point methods);
+    (x, f, ∇f) there.  Raises ValueError when halving finds no such t."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        room = np.where((step < 0) & np.isfinite(lower), 0.5 * (x - lower) / -step, np.inf)
+    t = min(1.0, float(room.min()))
+    while t > 1e-10:
+        trial = x + t * step
+        vt, gt = fg(trial)
+        opt.fitlog.append((trial, vt))
+        if vt <= v + 1e-10 * (1 + abs(v)):
+            return trial, vt, gt
+        t *= 0.5
+    raise ValueError("no descent along the Newton direction")
+
+
 def _finish(summary: OptSummary, lower: np.ndarray) -> OptSummary:
     """Best logged point, evaluation count and the parameters at a lower bound of 0."""
     summary.n_evals = len(summary.fitlog)
