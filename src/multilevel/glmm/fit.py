@@ -304,7 +304,8 @@ def fit(design, family, y, offset, *, method: str = "mvaghermite", points: int =
     model = GeneralizedLinearMixedModel(design, family, y, offset, method, points)
     names = design.fixed.names
     glm = fit_glm(family, model.X, y, model.offset, names)
-    _separation(glm, names)
+    if family.separable:
+        _separation(glm, names)
     options = dict(options or {})
     start = start_values(model, glm, options)
     fast = None
@@ -341,7 +342,7 @@ def fit(design, family, y, offset, *, method: str = "mvaghermite", points: int =
         blups = [u @ lam.T for u, lam in zip(model.system.split(modes.u), model.lambdas(theta))]
     equations = _equations(model, theta, 1.0, nat, blups)
     n_var = len(phi)
-    notes = _checks(opt, fixed, free, equations, _natural_slices(model))
+    notes = _checks(opt, fixed, free, equations, _natural_slices(model), family.separable)
     return GLMMResults(
         spec=design.spec, title=title, family=family.name, link=family.link,
         dispersion=getattr(family, "dispersion", None), intmethod=model.method,
@@ -401,13 +402,13 @@ def _natural_slices(model: GeneralizedLinearMixedModel) -> tuple[slice, ...]:
 
 
 def _checks(opt: OptSummary, fixed: FixedEffects, free: np.ndarray, equations,
-            slices: tuple[slice, ...]) -> tuple[str, ...]:
+            slices: tuple[slice, ...], separable: bool = True) -> tuple[str, ...]:
     """The notes under the table: the warnings of :func:`_estimation_warnings` (warned), ``noestimate``
     and omitted coefficients."""
     if opt.return_code == "noestimate":      # the user's values: nothing estimated to warn about
         notes = ["noestimate: the model was not fitted; the estimates are the start values"]
     else:
-        notes = _estimation_warnings(opt, fixed, free, equations, slices)
+        notes = _estimation_warnings(opt, fixed, free, equations, slices, separable)
         for msg in notes:
             warnings.warn(msg, RuntimeWarning, stacklevel=4)
     if fixed.omitted:
@@ -416,9 +417,10 @@ def _checks(opt: OptSummary, fixed: FixedEffects, free: np.ndarray, equations,
 
 
 def _estimation_warnings(opt: OptSummary, fixed: FixedEffects, free: np.ndarray, equations,
-                         slices: tuple[slice, ...]) -> list[str]:
+                         slices: tuple[slice, ...], separable: bool = True) -> list[str]:
     """Convergence, zero variances (naming the levels whose φ entries are at the boundary,
-    ``slices`` locating each equation's in φ) and separation, with what to try."""
+    ``slices`` locating each equation's in φ) and separation, with what to try (a huge
+    coefficient or SE only where the family can separate; otherwise an undefined SE)."""
     notes = []
     if not opt.converged:
         notes.append(f"the optimizer stopped without converging ({opt.return_code}); try "
@@ -429,7 +431,8 @@ def _estimation_warnings(opt: OptSummary, fixed: FixedEffects, free: np.ndarray,
                      "); the data show no variation between groups there: drop that random effect "
                      "or fit the model without it")
     se = fixed.se
-    big = [n for n, b, s in zip(fixed.names, fixed.coef, se) if abs(b) > 15 or not np.isfinite(s) or s > 1e3]
+    big = [n for n, b, s in zip(fixed.names, fixed.coef, se)
+           if not np.isfinite(s) or (separable and (abs(b) > 15 or s > 1e3))]
     if big:
         notes.append("possible (quasi-)complete separation or an unidentified coefficient: "
                      + ", ".join(big) + " has a huge estimate or standard error; check for a covariate "
