@@ -14,6 +14,15 @@ def test_unknown_variable_is_named_with_a_suggestion(pig):
         ml.mixed("weight wek || id:", data=pig)
 
 
+def test_unknown_command_is_named(pig):
+    with pytest.raises(SpecError, match="unknown command 'meqrlogit'; Stata's current command is melogit"):
+        ml.fit("meqrlogit weight week || id:", data=pig)
+    with pytest.raises(SpecError, match="unknown command 'mixd'; supported: mixed, meglm"):
+        ml.fit("mixd weight week || id:", data=pig)
+    with pytest.raises(SpecError, match="needs a full command"):
+        ml.fit("weight ~ week + (1 | id)", data=pig)
+
+
 def test_string_response(pig):
     df = pig.assign(w=pig.weight.astype(str))
     with pytest.raises(DataError, match="dependent variable 'w' must be numeric"):
