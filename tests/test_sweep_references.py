@@ -10,9 +10,8 @@ import pathlib
 
 import pytest
 
-import multilevel
 from tests.conformance.numbers import params
-from tests.conftest import load_data
+from tests.conftest import fit_case
 
 SWEEP = pathlib.Path(__file__).parent / "references" / "sweep"
 CASES = [json.loads(p.read_text()) for p in sorted(SWEEP.glob("*.json"))]
@@ -20,12 +19,7 @@ CASES = [json.loads(p.read_text()) for p in sorted(SWEEP.glob("*.json"))]
 
 @functools.lru_cache(maxsize=None)
 def fitted(case_id: str) -> dict:
-    case = next(c for c in CASES if c["id"] == case_id)
-    df = load_data(case["dataset"])
-    if case.get("subset"):
-        df = df.query(case["subset"]).reset_index(drop=True)
-    stset = (case.get("options") or {}).get("stset")
-    return multilevel.fit(case["stata"], data=df, **({"stset": stset} if stset else {})).to_dict()
+    return fit_case(next(c for c in CASES if c["id"] == case_id))
 
 
 @pytest.mark.parametrize("case_id,label,reference,tolerance,getter", params(CASES))

@@ -640,46 +640,78 @@ glmm_tmb_case("glmm_cbpp_binomial_probit_laplace", "cbpp.csv",
 ## --------------------------------------------- ordinal (ordinal::clmm) -----
 wine <- read_data("wine.csv")
 wine$rating_f <- factor(wine$rating, ordered = TRUE)
-clmm_case <- function(id, stata, formula, fixed, link, nAGQ, notes = "") {
-  m <- clmm(as.formula(formula), data = wine, link = link, nAGQ = nAGQ, Hess = TRUE,
+## Ordinal log density P(y = k | eta) = F(cut_k - eta) - F(cut_{k-1} - eta) (Stata's
+## parameterisation, clm's theta_k) for the own quadrature below
+ORD_F <- list(logit = plogis, probit = pnorm, cloglog = function(x) -expm1(-exp(x)))
+ord_lf <- function(cuts, F) function(eta, i) {
+  k <- wine$rating[i]; up <- c(cuts, Inf)[k]; lo <- c(-Inf, cuts)[k]
+  log(pmax(ifelse(is.finite(up), F(up - eta), 1) - ifelse(is.finite(lo), F(lo - eta), 0), 1e-300))
+}
+
+## clmm gives the estimates; the SEs come from the numerical Hessian of our own scalar AGHQ
+## (nAGQ points; 1 = Laplace) of the same likelihood in (cuts, beta, var): clmm's vcov() follows
+## its optimizer's path (with gradTol = 1e-10 the ocloglog SE of warm came out 0.364 instead of
+## 0.397, which clmm's default control and our Hessian both give).
+clmm_case <- function(id, stata, formula, fixed, link, nAGQ, notes = "", clmm_link = link, checks = list()) {
+  m <- clmm(as.formula(formula), data = wine, link = clmm_link, nAGQ = nAGQ,
             control = clmm.control(gradTol = 1e-10, maxIter = 1000))
-  ll <- as.numeric(logLik(m))
-  V <- vcov(m)
   th <- m$alpha; b <- m$beta
   nth <- length(th); p <- length(b)
-  nms <- vapply(names(b), stata_coef_name, "")
-  sb <- sqrt(diag(V))[nth + seq_len(p)]
-  w <- wald(b, V[nth + seq_len(p), nth + seq_len(p), drop = FALSE], nms)
-  st <- m$ST
-  random <- list(); se_logsd <- sqrt(diag(V))[nth + p + seq_along(st)]
-  for (i in seq_along(st)) {
-    v <- st[[i]][1, 1]^2
-    nm <- names(st)[i]
-    random[[i]] <- re_eq(nm, "_cons", mat1(v), mat1(2 * v * se_logsd[i]))
+  stopifnot(length(m$ST) == 1, names(m$ST) == "judge")
+  X <- model.matrix(as.formula(fixed), wine)[, -1, drop = FALSE]
+  stopifnot(identical(colnames(X), names(b)))
+  own <- function(nat) {
+    if (nat[nth + p + 1] <= 0 || any(diff(nat[1:nth]) <= 0)) return(-Inf)
+    aghq_ll(drop(X %*% nat[nth + 1:p]), wine$judge, nat[nth + p + 1], ord_lf(nat[1:nth], ORD_F[[link]]), nAGQ)
   }
+  nat <- c(th, b, m$ST[[1]][1, 1]^2)
+  ll <- own(nat)
+  V <- solve(-hess(own, nat))
+  se <- sqrt(diag(V))
+  nms <- vapply(names(b), stata_coef_name, "")
+  w <- wald(b, V[nth + seq_len(p), nth + seq_len(p), drop = FALSE], nms)
+  random <- list(re_eq("judge", "_cons", mat1(nat[nth + p + 1]), mat1(se[nth + p + 1])))
   ll0 <- as.numeric(logLik(clm(as.formula(fixed), data = wine, link = link)))
-  stopifnot(nrow(V) == nth + p + length(st),       # the last parameters are the log SDs
-            max(abs(exp(m$optRes$par[nth + p + seq_along(st)]) - sapply(st, function(s) s[1, 1]))) < 1e-8)
-  ex <- c(info_extra(ll, length(th) + p + length(st), nrow(wine), lapply(names(st), function(g) length(unique(wine[[g]])))),
-          list(wald_chi2 = w$chi2, wald_df = w$df, lr_chi2 = 2 * (ll - ll0), lr_df = length(st), ll_fixed_only = ll0))
-  for (k in seq_len(nth)) { ex[[paste0("cut", k)]] <- unname(th[k]); ex[[paste0("se_cut", k)]] <- unname(sqrt(V[k, k])) }
-  results <- list(loglik = ll, fixed = fixed_out(nms, b, sb, seq_along(b)),
+  ex <- c(info_extra(ll, nth + p + 1, nrow(wine), list(judge = 9L)),
+          list(wald_chi2 = w$chi2, wald_df = w$df, lr_chi2 = 2 * (ll - ll0), lr_df = 1, ll_fixed_only = ll0))
+  for (k in seq_len(nth)) { ex[[paste0("cut", k)]] <- unname(th[k]); ex[[paste0("se_cut", k)]] <- unname(se[k]) }
+  results <- list(loglik = ll, fixed = fixed_out(nms, b, se[nth + seq_len(p)], seq_along(b)),
                   random = random, residual = NULL, extra = ex)
   meth <- if (nAGQ == 1) list(1, "laplace") else list(nAGQ, "mcaghermite")
   write_sweep(id, "glmm", "wine.csv", stata, sub("rating_f", "rating", formula),
-              sprintf("ordinal clmm(%s, link='%s', nAGQ=%d) (%s)", formula, link, nAGQ,
-                      if (nAGQ == 1) "Laplace" else "adaptive Gauss-Hermite at the conditional modes"),
+              sprintf("ordinal clmm(%s, link='%s', nAGQ=%d) (%s); SEs from the numerical Hessian of own %s at clmm's optimum",
+                      formula, clmm_link, nAGQ, if (nAGQ == 1) "Laplace" else "adaptive Gauss-Hermite at the conditional modes",
+                      if (nAGQ == 1) "Laplace" else sprintf("mode-curvature %d-point AGHQ", nAGQ)),
               opts("ml", "ordinal", link, meth[[1]], meth[[2]]), results,
-              paste("Cutpoints in Stata's parameterisation P(y <= k | u) = F(cut_k - x'b - u), identical to clmm's theta_k;",
-                    "var = exp(2 log sd) and its SE by the delta method from clmm's Hessian (log sd scale).",
+              paste("Cutpoints in Stata's parameterisation P(y <= k | u) = F(cut_k - x'b - u), identical to clm's theta_k.",
                     "lr_chi2 against clm (no random effects).", notes),
-              list(clmm_max_grad = max(abs(m$gradient)), clmm_cond_H = m$condHess))
+              c(list(clmm_loglik = as.numeric(logLik(m)), own_minus_clmm = ll - as.numeric(logLik(m)),
+                     clmm_max_grad = max(abs(m$gradient)), own_grad_max = max(abs(numDeriv::grad(own, nat)))), checks))
 }
 clmm_case("glmm_wine_oprobit_ri_laplace", "meoprobit rating warm contact || judge:, intmethod(laplace)",
           "rating_f ~ warm + contact + (1 | judge)", "rating_f ~ warm + contact", "probit", 1)
 clmm_case("glmm_wine_ologit_factorial_mcaghq10", "meologit rating i.warm##i.contact || judge:, intmethod(mcaghermite) intpoints(10)",
           "rating_f ~ factor(warm) * factor(contact) + (1 | judge)", "rating_f ~ factor(warm) * factor(contact)", "logit", 10,
           notes = "Factor variables in an ordinal model: the cutpoints replace _cons but i.warm and i.contact keep their base level 0 out (1.warm, 1.contact, 1.warm#1.contact). clmm nAGQ=10 = Stata's mode-curvature adaptive quadrature mcaghermite with 10 points.")
+{
+  ## ordinal cloglog: P(y <= k | u) = 1 - exp(-exp(cut_k - x'b - u)) (Stata; clm(link = "cloglog")
+  ## without random effects).  ordinal 2022.11.16's clmm(link = "cloglog") fits the reflected
+  ## link (its optimum -82.729 is -88.878 under this model by our own Laplace code below), while
+  ## clmm(link = "loglog") fits this model: checked by an independent Laplace maximisation.
+  own <- function(u) aghq_ll(u[5] * wine$warm + u[6] * wine$contact, wine$judge, exp(u[7]),
+                             ord_lf(cumsum(c(u[1], exp(u[2:4]))), ORD_F$cloglog), 1)
+  mc <- clmm(rating_f ~ warm + contact + (1 | judge), data = wine, link = "cloglog")
+  ml <- clmm(rating_f ~ warm + contact + (1 | judge), data = wine, link = "loglog")
+  at <- function(m) c(m$alpha[1], log(diff(m$alpha)), m$beta, log(m$ST[[1]][1, 1]^2))
+  o <- nlminb(at(ml), function(u) -own(u), control = list(rel.tol = 1e-12))
+  clmm_case("glmm_wine_ocloglog_ri_laplace", "meglm rating warm contact || judge:, family(ordinal) link(cloglog) intmethod(laplace)",
+            "rating_f ~ warm + contact + (1 | judge)", "rating_f ~ warm + contact", "cloglog", 1, clmm_link = "loglog",
+            notes = paste("Ordinal cloglog: P(y <= k | u) = 1 - exp(-exp(cut_k - x'b - u)), as clm(link='cloglog') (whose fixed-only",
+                          "log likelihood is ll_fixed_only). ordinal's clmm(link='cloglog') fits the reflected link (loglik -82.729, which",
+                          "is -88.878 under this model); clmm(link='loglog') is this model, confirmed by an independent Laplace maximisation (checks)."),
+            checks = list(own_laplace_max = -o$objective, own_laplace_at_clmm_loglog = own(at(ml)),
+                          own_laplace_at_clmm_cloglog = own(at(mc)), clmm_cloglog_loglik = as.numeric(logLik(mc))))
+}
 
 ## ------------------------------------- AGHQ, scalar random effect (own) ----
 ## Bernoulli cloglog, mode-curvature 9 points (lme4 nAGQ=9 checks the optimum)
