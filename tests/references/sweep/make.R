@@ -825,4 +825,27 @@ clmm_case("glmm_wine_ologit_factorial_mcaghq10", "meologit rating i.warm##i.cont
             function(sr) -log(sr$scale), list(name = "ln_p", derived = "p", sign = 1), "aft", "weibull",
             stata_opt = " time")
 }
+## ======================================================= local optimum ====
+## A random slope whose unstructured covariance ends singular (corr -1): estimates and log
+## likelihood only (SEs are not defined at the edge of the covariance cone), in local_optima/.
+{
+  g <- read_data("grouseticks.csv")
+  m <- glmer(ticks ~ factor(year) + height_s + (height_s | location) + (1 | brood), data = g, family = poisson,
+             nAGQ = 1, control = glmerControl(optimizer = "bobyqa", tolPwrss = 1e-12))
+  b <- fixef(m); nms <- vapply(names(b), stata_coef_name, ""); ord <- match(cons_last(nms), nms)
+  vc <- VarCorr(m)
+  x <- list(id = "glmm_grouseticks_poisson_rs_un_singular_laplace", dataset = "grouseticks.csv",
+            stata = "mepoisson ticks i.year height_s || location: height_s, covariance(unstructured) || brood:, intmethod(laplace)",
+            lme4 = "ticks ~ factor(year) + height_s + (height_s | location) + (1 | brood)",
+            reference = paste0("lme4 glmer(nAGQ=1, bobyqa, tolPwrss=1e-12) (", VERSIONS, ")"),
+            results = list(loglik = as.numeric(logLik(m)),
+                           fixed = list(names = I(nms[ord]), coef = I(unname(b[ord]))),
+                           random = list(re_eq("location", c("height_s", "_cons"),
+                                               vc$location[c("height_s", "(Intercept)"), c("height_s", "(Intercept)")]),
+                                         re_eq("brood", "_cons", mat1(vc$brood[1, 1])))),
+            notes = paste("Poisson is canonical, so lme4's Laplace is Stata's. The optimum is singular (corr(height_s, _cons) = -1);",
+                          "a second local optimum with var(height_s) = 0 has log likelihood -987.938."))
+  dir.create(file.path(OUT, "local_optima"), showWarnings = FALSE)
+  write_case(x, file.path(OUT, "local_optima", paste0(x$id, ".json")))
+}
 cat("done\n")
