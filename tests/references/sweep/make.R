@@ -433,6 +433,10 @@ lmm_lmer_case("lmm_pig_slope_only_ml", "pig.csv",
               "mixed weight week || id: week, noconstant",
               "weight ~ week + (0 + week | id)", FALSE,
               notes = "Random slope without a random intercept (the level's noconstant).")
+lmm_lmer_case("lmm_pig_quadratic_rs_un_ml", "pig.csv",
+              "mixed weight c.week##c.week || id: week, covariance(unstructured)",
+              "weight ~ week + I(week^2) + (week | id)", FALSE, rename = list("I(week^2)" = "c.week#c.week"),
+              notes = "Stata's c.week##c.week = week and week^2 (c.week#c.week, the product of the variable with itself).")
 {
   ## i.week with noconstant: Stata keeps 1.week as the base (omitted) even without _cons
   pig <- read_data("pig.csv")
