@@ -14,6 +14,15 @@ def test_unknown_variable_is_named_with_a_suggestion(pig):
         ml.mixed("weight wek || id:", data=pig)
 
 
+def test_unknown_command_is_named(pig):
+    with pytest.raises(SpecError, match="unknown command 'meqrlogit'; Stata's current command is melogit"):
+        ml.fit("meqrlogit weight week || id:", data=pig)
+    with pytest.raises(SpecError, match="unknown command 'mixd'; supported: mixed, meglm"):
+        ml.fit("mixd weight week || id:", data=pig)
+    with pytest.raises(SpecError, match="needs a full command"):
+        ml.fit("weight ~ week + (1 | id)", data=pig)
+
+
 def test_string_response(pig):
     df = pig.assign(w=pig.weight.astype(str))
     with pytest.raises(DataError, match="dependent variable 'w' must be numeric"):
@@ -133,3 +142,17 @@ def test_near_zero_variance_is_snapped_to_the_boundary(pig):
     assert res.equations[0].cov[0, 0] == 0.0
     marginal = ml.fit("mixed weight week || id:, noconstant residuals(ar 1, t(week))", data=pig)
     assert res.loglik == pytest.approx(marginal.loglik, abs=1e-6)
+
+
+@pytest.mark.parametrize("options,message", [
+    ("[fw=w] || district:", "weights are not implemented"), ("|| district:, pweight(w)", "weights are not"),
+    ("|| district:, vce(robust)", r"vce\(robust\) is not implemented"),
+    ("|| district:, vce(cluster district)", "is not implemented for GLMMs"),
+    ("|| district:, reml", "reml not allowed"), ("|| district:, residuals(independent, by(urban))", "mixed's")])
+def test_glmm_options_it_cannot_honour_are_errors_not_ignored(options, message):
+    """GLMMs used to fit these as if the option were absent (the same estimates and SEs)."""
+    from tests.conftest import load_data
+
+    d = load_data("bangladesh.csv").assign(w=2)
+    with pytest.raises(SpecError, match=message):
+        ml.fit(f"melogit c_use urban {options}", data=d)

@@ -52,3 +52,35 @@ def test_new_data_with_a_level_the_fit_did_not_see_is_an_error():
         fx.matrix(_FACTOR_DATA.assign(year=_FACTOR_DATA.year.replace(97, 98)))
     with pytest.raises(DataError, match="whole numbers"):
         fixed.build("C(g) + x", True, _FACTOR_DATA).matrix(_FACTOR_DATA.assign(g=_FACTOR_DATA.g + 0.5))
+
+
+@pytest.mark.parametrize("formula", ["C(year) + x", "C(year):x + C(h)", "C(year)*C(h)"])
+def test_factors_without_constant_keep_their_base_out(formula):
+    """Stata's ``i.x`` omits its base level with or without ``_cons`` ([U] 11.4.3;
+    ``regress mpg i.rep78, noconstant`` omits 1b.rep78): X is the constant model's X
+    without the ``_cons`` column, also for new data; lme4's ``0 + factor(x)`` (R coding)
+    codes the first factor in full."""
+    from multilevel.design import fixed
+
+    with_cons = fixed.build(formula, True, _FACTOR_DATA)
+    without = fixed.build(formula, False, _FACTOR_DATA)
+    assert list(without.names) == [c for c in with_cons.names if c != "_cons"]
+    np.testing.assert_array_equal(without.X, with_cons.X[:, :-1])
+    np.testing.assert_array_equal(without.matrix(_FACTOR_DATA), without.X)
+    full = fixed.build("C(year) + x", False, _FACTOR_DATA, r_coding=True)
+    assert full.names == ("95.year", "96.year", "97.year", "x")
+
+
+def test_ordinal_factor_covariates_keep_their_base_out():
+    """meologit has no _cons (the cutpoints take its place) but i.warm keeps 0.warm out:
+    the same model and numbers as with the plain 0/1 variable."""
+    import multilevel as ml
+    from tests.conftest import load_data
+
+    wine = load_data("wine.csv")
+    a = ml.fit("meologit rating i.warm contact || judge:, intmethod(laplace)", data=wine).to_dict()
+    b = ml.fit("meologit rating warm contact || judge:, intmethod(laplace)", data=wine).to_dict()
+    assert a["fixed"]["names"] == ["1.warm", "contact"]
+    np.testing.assert_allclose(a["fixed"]["coef"], b["fixed"]["coef"], rtol=1e-6)
+    np.testing.assert_allclose(a["fixed"]["se"], b["fixed"]["se"], rtol=1e-4)
+    assert a["loglik"] == pytest.approx(b["loglik"], abs=1e-8)

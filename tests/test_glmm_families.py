@@ -138,3 +138,17 @@ def test_response_checks():
         Binomial("logit", trials=np.array([2.0, 2.5])).check(np.array([1.0, 1.0]))
     with pytest.raises(DataError, match="positive dependent variable"):
         Gamma().check(np.array([1.0, 0.0]))
+
+
+def test_gaussian_coefficients_on_the_response_scale_are_not_separation():
+    """meglm family(gaussian): _cons 251 (Reaction in ms) is no sign of separation; the fit is
+    quiet (the separation checks apply to families whose coefficients can diverge)."""
+    import warnings
+
+    import multilevel as ml
+    from tests.conftest import load_data
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        res = ml.fit("meglm Reaction Days || Subject: Days, family(gaussian)", data=load_data("sleepstudy.csv"))
+    assert res.fixed.coef[-1] > 15 and not Gaussian("identity").separable and Poisson("log").separable

@@ -85,3 +85,18 @@ def test_factor_variables_in_random_slopes():
     c = ml.fit("mixed Reaction Days || Subject: ib2.late, cov(un)", data=d)
     assert c.equations[0].names == ("0.late", "1.late", "_cons")
     assert c.loglik == pytest.approx(a.loglik, abs=1e-5)  # a reparametrization of the same model
+
+
+@pytest.mark.parametrize("stata,formula", [
+    ("mixed weight week c.week#c.week || id:", "week + I(week ** 2)"),
+    ("mixed weight c.week##c.week || id:", "week + I(week ** 2)"),
+    ("mixed y c.x##c.x##i.g || id:", "x + C(g) + I(x ** 2) + x:C(g) + I(x ** 2):C(g)"),
+    ("mixed y i.a##c.x || id:", "C(a) + x + C(a):x")])
+def test_a_continuous_variable_interacted_with_itself_is_its_power(stata, formula):
+    """Stata's c.x#c.x is x² ([U] 11.4.3); formulaic's x:x would be x again (the quadratic
+    term was silently dropped). The column is named c.x#c.x."""
+    from multilevel.spec import parse
+    from multilevel.spec.factor import stata_name
+
+    assert parse(stata).fixed == formula
+    assert stata_name("C(g)[T.2]:I(x ** 2)") == "2.g#c.x#c.x" and stata_name("I(week ** 2)") == "c.week#c.week"

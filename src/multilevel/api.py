@@ -130,12 +130,22 @@ def _check_design(design) -> None:
             raise DataError(f"level '{eq.label}' has a single group; a random effect needs at least two groups")
 
 
+# Stata's earlier commands for the same models ([ME] meqrlogit, meqrpoisson: the QR-decomposition
+# estimators; xtmelogit, xtmepoisson: their names before Stata 13)
+_OLD_COMMANDS = {"meqrlogit": "melogit", "xtmelogit": "melogit", "meqrpoisson": "mepoisson",
+                 "xtmepoisson": "mepoisson"}
+
+
 def fit(command: str, data: pd.DataFrame, stset: str | None = None, **options: Any):
     """Fit any supported command given as a full string (``"mixed weight week || id:, reml"``);
     ``mestreg`` also needs Stata's ``stset`` (``stset="stset time, failure(died)"``)."""
     words = command.strip().split(None, 1)
-    if "~" in command or not words or words[0].lower() not in COMMANDS:
+    if "~" in command or not words:
         raise SpecError("fit() needs a full command such as 'mixed y x || id:'", command, 0)
+    if words[0].lower() not in COMMANDS:
+        old = _OLD_COMMANDS.get(words[0].lower())
+        raise SpecError(f"unknown command '{words[0]}'" + (f"; Stata's current command is {old}" if old else
+                        "; supported: " + ", ".join(c for c in COMMANDS if c != "xtmixed")), command, 0)
     if words[0].lower() == "menl":
         from .nonlinear.fit import fit as fit_menl
 

@@ -7,20 +7,15 @@ import functools
 
 import pytest
 
-import multilevel
 from tests.conformance.numbers import params
-from tests.conftest import load_cases, load_data
+from tests.conftest import fit_case, load_cases
 
 CASES = load_cases("lmm")
 
 
 @functools.lru_cache(maxsize=None)
 def fitted(case_id: str) -> dict:
-    case = next(c for c in CASES if c["id"] == case_id)
-    df = load_data(case["dataset"])
-    if case.get("subset"):
-        df = df.query(case["subset"]).reset_index(drop=True)
-    return multilevel.fit(case["stata"], data=df).to_dict()
+    return fit_case(next(c for c in CASES if c["id"] == case_id))
 
 
 PARAMS = params(CASES)

@@ -84,7 +84,7 @@ def build(spec: ModelSpec, data: pd.DataFrame, extra_variables: tuple[str, ...] 
         frame = data.iloc[sample.rows].reset_index(drop=True)
         columns = {name: frame[name] for name in names}
     y = _response(columns[spec.response], spec.response)
-    fx = fixed.build(spec.fixed, spec.constant, frame, columns)
+    fx = fixed.build(spec.fixed, spec.constant, frame, columns, r_coding=spec.r_coding)
     equations = tuple(random.build(spec.levels, frame, columns))
     residual = None
     if rspec is not None:

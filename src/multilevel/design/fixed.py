@@ -37,7 +37,8 @@ class FixedTerm:
                                "_cons" in self.columns, len(data))
         else:
             mm = self.model_spec.get_model_matrix(_categoricals_as_int(data, str(self.model_spec.formula)))
-            X = _cons_last(np.asarray(mm, dtype=float), [stata_name(c) for c in mm.columns])[0]
+            X = _cons_last(np.asarray(mm, dtype=float), [stata_name(c) for c in mm.columns],
+                           "_cons" in self.columns)[0]
         keep = [c in self.names for c in self.columns]
         return X[:, keep]
 
@@ -67,15 +68,18 @@ def variables(formula: str) -> list[str]:
 
 
 def build(formula: str, constant: bool, frame: pd.DataFrame,
-          looked_up: dict[str, pd.Series] | None = None) -> FixedTerm:
+          looked_up: dict[str, pd.Series] | None = None, r_coding: bool = False) -> FixedTerm:
     """X for ``formula`` on ``frame`` with Stata names, ``_cons`` last (``looked_up``: columns of
     ``frame`` already taken).
 
     A formula of plain variable names is read straight from the columns;
     anything else (factors, interactions, transforms) goes through formulaic.
+    Factors are coded as with a constant whether or not there is one (Stata's base
+    levels, [U] 11.4.3); ``r_coding`` without a constant codes the first factor in full
+    (R's ``0 + factor(x)``).
     """
     looked_up = looked_up or {}
-    simple = _simple_terms(formula) if constant else None  # without _cons formulaic codes one factor in full
+    simple = None if (r_coding and not constant) else _simple_terms(formula)
     if simple is not None:
         columns = {var: looked_up[var] if var in looked_up else frame[var] for var, _, _ in simple}
         if all(_integer_valued(columns[var]) for var, factor, _ in simple if factor):
@@ -90,12 +94,12 @@ def build(formula: str, constant: bool, frame: pd.DataFrame,
         X = _plain_columns([columns[t].to_numpy(dtype=float) for t in plain], constant, len(frame))
         cols = plain + (["_cons"] if constant else [])
     else:
-        rhs = (formula if formula.strip() else "1") + ("" if constant else " - 1")
+        rhs = (formula if formula.strip() else "1") + ("" if constant or not r_coding else " - 1")
         from formulaic import model_matrix
 
         mm = model_matrix(rhs, _categoricals_as_int(frame, formula), na_action="raise")
         model_spec = mm.model_spec
-        X, cols = _cons_last(np.asarray(mm, dtype=float), [stata_name(c) for c in mm.columns])
+        X, cols = _cons_last(np.asarray(mm, dtype=float), [stata_name(c) for c in mm.columns], constant)
     return _full_rank(X, cols, constant, model_spec)
 
 
@@ -185,11 +189,13 @@ def _plain_columns(columns: list[np.ndarray], constant: bool, n: int) -> np.ndar
     return X
 
 
-def _cons_last(X: np.ndarray, cols: list[str]) -> tuple[np.ndarray, list[str]]:
+def _cons_last(X: np.ndarray, cols: list[str], constant: bool = True) -> tuple[np.ndarray, list[str]]:
+    """Columns reordered with ``_cons`` last; without ``constant`` it is dropped (the
+    factors keep the coding they have with it)."""
     if "_cons" not in cols:
         return X, cols
     i = cols.index("_cons")
-    order = [j for j in range(len(cols)) if j != i] + [i]
+    order = [j for j in range(len(cols)) if j != i] + ([i] if constant else [])
     return X[:, order], [cols[j] for j in order]
 
 

@@ -46,6 +46,7 @@ def fit_spec(spec: ModelSpec, data: pd.DataFrame):
     if not spec.levels:
         raise SpecError(f"{spec.command}: the model has no random-effects equation ('|| group:' or "
                         "'(1 | group)'); fit a model without random effects instead")
+    _check_options(spec)
     opts = dict(spec.options)
     fam_name, link, trials_arg = _family(spec.command, opts)
     method, points = _integration(opts)
@@ -76,6 +77,24 @@ def fit_spec(spec: ModelSpec, data: pd.DataFrame):
               options=opts, command=spec.command)
     res._remember_inputs(family, y, offset)
     return res
+
+
+def _check_options(spec: ModelSpec) -> None:
+    """Options that would change the estimates but that the GLMM fit does not implement are an
+    error, not ignored: weights and vce(robust | cluster) (Stata's me commands have them); reml,
+    residuals() and dfmethod() (mixed's only: [ME] meglm has none of them)."""
+    opts = spec.options
+    if spec.method == "reml":
+        raise SpecError(f"{spec.command}: option reml not allowed (GLMMs are fitted by maximum likelihood)")
+    for name in ("residuals", "dfmethod"):
+        if name in opts:
+            raise SpecError(f"{spec.command}: option {name}() not allowed (it is mixed's)")
+    if opts.get("weight") or opts.get("level_weights"):
+        raise SpecError(f"{spec.command}: weights are not implemented for GLMMs; fit without them")
+    vce = str(opts.get("vce", "oim")).strip().lower()
+    if vce not in ("oim", ""):
+        raise SpecError(f"{spec.command}: vce({vce}) is not implemented for GLMMs (only the observed "
+                        "information, vce(oim))")
 
 
 def _family(command: str, opts: dict[str, Any]) -> tuple[str, str, Any]:

@@ -180,6 +180,9 @@ class _Family:
 
     extra_names: tuple[str, ...] = ()
     residual = False
+    # a coefficient can diverge under (quasi-)separation: a huge estimate is a warning sign
+    # (not for gaussian and gamma, whose coefficients are on the response's own scale)
+    separable = True
 
     @property
     def n_extra(self) -> int:
@@ -353,6 +356,7 @@ class Gamma(_Family):
     """Gamma with E y = μ, Var y = s μ² (shape 1/s); ancillary ``logs`` = ln s."""
 
     name = "gamma"
+    separable = False
     extra_names = ("logs",)
 
     def __init__(self, link: str = "log"):
@@ -383,6 +387,7 @@ class Gaussian(_Family):
     """Normal with variance σ²_e; ancillary ``lnsig_e`` = ln σ_e."""
 
     name = "gaussian"
+    separable = False
     extra_names = ("lnsig_e",)
     residual = True
 

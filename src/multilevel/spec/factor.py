@@ -6,12 +6,15 @@ here, so the rest of the package speaks Stata names only.
 """
 from __future__ import annotations
 
+import collections
+import itertools
 import re
 
 from .errors import SpecError
 
 _VAR = r"[A-Za-z_][A-Za-z0-9_]*"
 _PREFIX = re.compile(rf"^(?:(c|i|ib(\d+|\(\d+\))|ibn)\.)?({_VAR})$")
+_POWER_COL = re.compile(rf"^I\(({_VAR})\s*\*\*\s*(\d+)\)$")
 _FACTOR_COL = re.compile(r"^C\((?P<var>[^,)]+)(?:,[^\]]*)?\)\[(?:T\.)?(?P<lvl>[^\]]+)\]$")
 
 
@@ -25,12 +28,26 @@ def stata_to_formulaic(tokens: list[str], text: str = "") -> str:
 
 
 def _token(token: str, text: str) -> str:
-    op = "*" if "##" in token else ":"
-    pieces = token.split("##") if op == "*" else token.split("#")
+    """``a##b`` is ``a b a#b`` (every non-empty subset, lowest order first); in ``a#b`` a
+    continuous variable repeated is a power (``c.x#c.x`` -> ``I(x ** 2)``: formulaic's
+    ``x:x`` would be ``x`` again)."""
+    factorial = "##" in token
+    pieces = token.split("##") if factorial else token.split("#")
     if any(not p for p in pieces):
         raise SpecError(f"malformed factor-variable term '{token}'", text, max(text.find(token), 0))
     in_interaction = len(pieces) > 1
-    return op.join(_piece(p, in_interaction, token, text) for p in pieces)
+    coded = [_piece(p, in_interaction, token, text) for p in pieces]
+    subsets = ([c for k in range(1, len(coded) + 1) for c in itertools.combinations(coded, k)]
+               if factorial else [tuple(coded)])
+    terms = [_product(subset) for subset in subsets]
+    return " + ".join(dict.fromkeys(terms))
+
+
+def _product(pieces: tuple[str, ...]) -> str:
+    """formulaic's product of coded pieces, a repeated continuous variable as its power."""
+    counts = collections.Counter(pieces)
+    return ":".join(p if counts[p] == 1 or p.startswith("C(") else f"I({p} ** {counts[p]})"
+                    for p in dict.fromkeys(pieces))
 
 
 def _piece(piece: str, in_interaction: bool, token: str, text: str) -> str:
@@ -95,6 +112,9 @@ def _stata_piece(piece: str, in_interaction: bool) -> str:
     m = _FACTOR_COL.match(piece)
     if m:
         return f"{level_label(m.group('lvl'))}.{m.group('var').strip()}"
+    power = _POWER_COL.match(piece)
+    if power:                   # I(x ** 2) is Stata's c.x#c.x
+        return "#".join([f"c.{power.group(1)}"] * int(power.group(2)))
     return f"c.{piece}" if in_interaction else piece
 
 

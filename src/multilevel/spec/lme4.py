@@ -32,7 +32,7 @@ def parse(text: str, command: str = "mixed", method: str = "ml") -> ModelSpec:
     levels = _merge(bars)
     return ModelSpec(command=command, response=response, fixed=lme4_to_formulaic(" + ".join(fixed)),
                      fixed_stata=" ".join(fixed), constant=constant, levels=tuple(levels),
-                     method=method, options={})
+                     method=method, options={}, r_coding=True)
 
 
 def _find_bars(rhs: str, text: str, offset: int):

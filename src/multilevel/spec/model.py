@@ -96,6 +96,10 @@ class ModelSpec:
         ``in`` as a 1-based inclusive ``(first, last)`` row range).
     options:
         Everything else (reporting options, residuals, family, ...).
+    r_coding:
+        Factor coding without a constant: R's (the first factor coded in full, lme4's
+        ``0 + factor(x)``) instead of Stata's (every ``i.x`` keeps its base level out,
+        with or without ``_cons``; [U] 11.4.3 Factor variables).
     """
 
     command: str
@@ -108,6 +112,7 @@ class ModelSpec:
     if_expr: str | None = None
     in_range: tuple[int, int] | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
+    r_coding: bool = False
 
     def with_options(self, **changes: Any) -> "ModelSpec":
         """A copy with some options changed (the spec is frozen)."""
