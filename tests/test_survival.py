@@ -227,6 +227,10 @@ def test_failure_codes_and_stset_forms(surv):
     ("mestreg x z || cluster:, distribution(weibull)", "stset time, failure(died) enter(time t0)", DataError, "t0"),
     ("mestreg x z || cluster:, distribution(gamma) nohr", STSET, SpecError, "nohr"),
     ("mixed x z || cluster:", STSET, SpecError, "stset"),
+    # options that would change the estimates but are not implemented: an error, never ignored
+    ("mestreg x z [fw=cluster] || cluster:, distribution(weibull)", STSET, SpecError, "weights"),
+    ("mestreg x z || cluster:, distribution(weibull) vce(robust)", STSET, SpecError, "vce"),
+    ("mestreg x z || cluster:, distribution(weibull) reml", STSET, SpecError, "reml"),
 ])
 def test_bad_input(surv, command, stset, error, match):
     with pytest.raises(error, match=match):
