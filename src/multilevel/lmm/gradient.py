@@ -32,7 +32,11 @@ def available(model: LinearMixedModel) -> bool:
         return False
     if len(model.terms) > 1:
         return model.residual is None
-    return model.residual is None or model._markov is not None  # AR(1)-type: R always positive definite
+    if model.residual is None or model._markov is not None:
+        return True
+    rd = model.design.residual   # any other structure: rows whitened group by group (rside.gradient)
+    return (model.design.weights is None and rd.variance is None
+            and model.terms[0].equations[0].group_key == rd.key)
 
 
 def pieces(model: LinearMixedModel, f: Factor) -> tuple[np.ndarray, np.ndarray]:
