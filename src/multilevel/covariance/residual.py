@@ -186,6 +186,11 @@ class Toeplitz:
     def correlations(self, phi: np.ndarray) -> np.ndarray:
         return _inside(phi, self.basis)
 
+    @property
+    def spans_constant(self) -> bool:
+        """Every lag of the time range is free, so var(e) R + c J is again Toeplitz."""
+        return self.order >= len(self.basis[0]) - 1
+
     def matrix(self, phi, t):
         acf = np.concatenate([[1.0], self.correlations(phi)])
         lags = _lags(t).astype(int)
@@ -216,6 +221,8 @@ class Unstructured:
         self.n_params = self.n_sd + len(self.pairs)
         self.label = ("Unstructured" if band is None else f"Banded({band})") + (" corr." if correlation_only else "")
         self.lower, self.upper = np.full(self.n_params, -20.0), np.full(self.n_params, 20.0)
+        self.spans_constant = self.n_sd > 0 and (band is None or band >= T - 1)
+        self._rows, self._cols = (np.array(self.pairs).T if self.pairs else (np.zeros(0, int),) * 2)
         if band is not None:
             self.upper[self.n_sd:], self.lower[self.n_sd:] = 100.0, -100.0
             self.basis = np.zeros((len(self.pairs), T, T))
@@ -231,8 +238,7 @@ class Unstructured:
         free = phi[self.n_sd:]
         if self.band is None:
             L = np.eye(T)
-            for (i, j), v in zip(self.pairs, free):
-                L[i, j] = v
+            L[self._rows, self._cols] = free
             S = L @ L.T
             d = np.sqrt(np.diag(S))
             corr = S / np.outer(d, d)
