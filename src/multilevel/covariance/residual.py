@@ -41,41 +41,21 @@ class Independent:
         return [("var(e)", sigma2)]
 
 
-def _inside(x: np.ndarray, basis: np.ndarray) -> np.ndarray:
-    """Correlations r = x / (1 + γ(x)) of R = I + Σ_l r_l B_l from free x ∈ ℝᵏ, with
-    γ(x) = −λ_min(Σ_l x_l B_l) ≥ 0 (the B_l are symmetric with zero diagonal, so the
-    eigenvalues sum to 0).  R ≻ 0 iff γ(r) < 1, and γ(r) = γ(x)/(1 + γ(x)): every x gives a
-    positive definite R, each ray from 0 maps onto the whole segment of it that does (the
-    set is convex), and r = x + O(|x|²) near 0.  The likelihood is then finite everywhere, so
-    a trust-region optimizer never meets the infinite values outside the region."""
-    if not len(x):
-        return x
-    gamma = -np.linalg.eigvalsh(np.tensordot(x, basis, 1))[0]
-    return x / (1 + max(gamma, 0.0))
-
-
 class Exchangeable:
-    """``exchangeable``: a common correlation ρ = :func:`_inside` of φ₀ for groups of up to
-    ``size`` rows, so −1/(size − 1) < ρ < 1 (R positive definite) for every φ."""
+    """``exchangeable``: a common correlation ρ = tanh(φ₀)."""
 
     label, n_params, needs_time = "Exchangeable", 1, False
-    lower, upper = np.array([-100.0]), np.array([100.0])
-
-    def __init__(self, size: int):
-        self.basis = (np.ones((max(size, 2),) * 2) - np.eye(max(size, 2)))[None]
+    lower, upper = np.array([-8.0]), np.array([8.0])
 
     def start(self) -> np.ndarray:
         return np.array([0.1])
 
-    def rho(self, phi) -> float:
-        return float(_inside(np.asarray(phi[:1], dtype=float), self.basis)[0])
-
     def matrix(self, phi, t):
-        n, rho = len(t), self.rho(phi)
+        n, rho = len(t), np.tanh(phi[0])
         return (1 - rho) * np.eye(n) + rho
 
     def report(self, phi, sigma2):
-        return [("var(e)", sigma2), ("cov(e)", sigma2 * self.rho(phi))]
+        return [("var(e)", sigma2), ("cov(e)", sigma2 * np.tanh(phi[0]))]
 
 
 class AR:
@@ -171,6 +151,19 @@ class Exponential:
 
     def report(self, phi, sigma2):
         return [("rho", self.rho(phi)), ("var(e)", sigma2)]
+
+
+def _inside(x: np.ndarray, basis: np.ndarray) -> np.ndarray:
+    """Correlations r = x / (1 + γ(x)) of R = I + Σ_l r_l B_l from free x ∈ ℝᵏ, with
+    γ(x) = −λ_min(Σ_l x_l B_l) ≥ 0 (the B_l are symmetric with zero diagonal, so the
+    eigenvalues sum to 0).  R ≻ 0 iff γ(r) < 1, and γ(r) = γ(x)/(1 + γ(x)): every x gives a
+    positive definite R, each ray from 0 maps onto the whole segment of it that does (the
+    set is convex), and r = x + O(|x|²) near 0.  The likelihood is then finite everywhere, so
+    a trust-region optimizer never meets the infinite values outside the region."""
+    if not len(x):
+        return x
+    gamma = -np.linalg.eigvalsh(np.tensordot(x, basis, 1))[0]
+    return x / (1 + max(gamma, 0.0))
 
 
 class Toeplitz:
@@ -271,14 +264,13 @@ class Unstructured:
 KINDS = ("independent", "exchangeable", "ar", "ma", "unstructured", "banded", "toeplitz", "exponential")
 
 
-def make(kind: str, order: int | None, t_levels: np.ndarray | None, correlation_only: bool = False,
-         group_size: int = 2):
+def make(kind: str, order: int | None, t_levels: np.ndarray | None, correlation_only: bool = False):
     """The structure for Stata's ``residuals(kind [order])`` (``correlation_only``: menl's
-    ``rescorrelation(unstructured | banded #)``; ``group_size``: the largest group's rows)."""
+    ``rescorrelation(unstructured | banded #)``)."""
     if kind == "independent":
         return Independent()
     if kind == "exchangeable":
-        return Exchangeable(group_size)
+        return Exchangeable()
     if kind == "exponential":
         return Exponential()
     if kind == "toeplitz":

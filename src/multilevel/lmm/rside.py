@@ -32,8 +32,7 @@ class ResidualModel:
 
     def __init__(self, rd: ResidualDesign):
         self.design = rd
-        self.structure = make(rd.spec.kind, rd.spec.order, rd.t_levels, rd.spec.correlation_only,
-                              int(np.bincount(rd.groups).max()))
+        self.structure = make(rd.spec.kind, rd.spec.order, rd.t_levels, rd.spec.correlation_only)
         self.n_levels = len(rd.by_levels)
         self.variance = rd.variance.function() if rd.variance is not None else None
         k = self.structure.n_params
