@@ -99,7 +99,7 @@ GENERAL_GRADIENT = [
     ("ovary.csv", "mixed follicles sin1 cos1 || mare: sin1, residuals(ar 2, t(time))"),
     ("orthodont.csv", "mixed distance age i.male || subject:, residuals(banded 1, t(occ))"),
     ("orthodont.csv", "mixed distance age i.male || subject:, residuals(unstructured, t(occ) by(male))"),
-    ("orthodont.csv", "mixed distance age i.male || subject:, residuals(exchangeable, by(male)) reml"),
+    ("orthodont.csv", "mixed distance age i.male || subject:, residuals(toeplitz 2, t(occ) by(male)) reml"),
 ]
 
 

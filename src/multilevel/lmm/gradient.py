@@ -35,7 +35,7 @@ def available(model: LinearMixedModel) -> bool:
     if model.residual is None or model._markov is not None:
         return True
     rd = model.design.residual   # any other structure: rows whitened group by group (rside.gradient)
-    return (model.design.weights is None and rd.variance is None
+    return (model.design.weights is None and rd.variance is None and rd.spec.kind != "exchangeable"
             and model.terms[0].equations[0].group_key == rd.key)
 
 
