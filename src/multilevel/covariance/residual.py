@@ -246,6 +246,38 @@ class Unstructured:
             corr = np.eye(T) + np.tensordot(_inside(free, self.basis), self.basis, 1)
         return corr * np.outer(sd, sd)
 
+    def gradient(self, phi: np.ndarray, K: np.ndarray) -> np.ndarray:
+        """⟨∂R/∂φ_i, K⟩ for R = :meth:`full` and a symmetric K (T × T).
+
+        R = D C D with D = diag(sd): ∂/∂ log sd_a gives 2 Σ_j (R∘K)_aj.  With K̃ = D K D,
+        the Cholesky entries L_ij of C = S/(d dᵀ), S = LLᵀ, d = √diag S, give
+        2 (H L)_ij − 2 L_ij (C∘K̃)_i· 1 / S_ii with H = K̃/(d dᵀ); the banded correlations
+        r = x/(1 + γ(x)) (:func:`_inside`) give ⟨∂C/∂r_b, K̃⟩ = 2 K̃_ij and, with v the
+        eigenvector of λ_min, ∂γ/∂x_b = −2 v_i v_j."""
+        T = len(self.levels)
+        sd = np.exp(np.concatenate([[0.0], phi[:self.n_sd]])) if self.n_sd else np.ones(T)
+        R = self.full(phi)
+        Kt = K * np.outer(sd, sd)
+        free, rows, cols = phi[self.n_sd:], self._rows, self._cols
+        if self.band is None:
+            L = np.eye(T)
+            L[rows, cols] = free
+            S = L @ L.T
+            d = np.sqrt(np.diag(S))
+            C = S / np.outer(d, d)
+            H = Kt / np.outer(d, d)
+            g_corr = 2 * (H @ L)[rows, cols] - 2 * free * (C * Kt).sum(axis=1)[rows] / np.diag(S)[rows]
+        else:
+            g_r = 2 * Kt[rows, cols]
+            g_corr = g_r
+            if len(free):
+                w, V = np.linalg.eigh(np.tensordot(free, self.basis, 1))
+                gamma, v = max(-w[0], 0.0), V[:, 0]
+                d_gamma = -2 * v[rows] * v[cols]
+                g_corr = g_r / (1 + gamma) - (g_r @ free) * d_gamma / (1 + gamma) ** 2
+        g_sd = 2 * (R * K).sum(axis=1)[1:] if self.n_sd else np.zeros(0)
+        return np.concatenate([g_sd, g_corr])
+
     def matrix(self, phi, t):
         idx = np.searchsorted(self.levels, t)
         return self.full(phi)[np.ix_(idx, idx)]

@@ -24,10 +24,11 @@ from .model import Factor, LinearMixedModel
 
 
 def available(model: LinearMixedModel) -> bool:
-    """No cluster weights, and either one random-effects term with no residual structure other
-    than AR(1)/exponential (whose R_j is positive definite for every φ), or several terms with
-    independent residuals.  With a residual structure the θ part is analytic on the whitened
-    cross-products, and so is the φ part (markov_gradient)."""
+    """No cluster weights, and either several terms with independent residuals or one
+    random-effects term with AR(1)/exponential residuals (markov_gradient) or, at the
+    residuals' own level without weights or a variance function, any structure whose R_j is
+    positive definite for every φ (all but ``exchangeable``; rside.ResidualModel.gradient).
+    With a residual structure the θ part is analytic on the whitened cross-products."""
     if model._group_w is not None or not model.terms:
         return False
     if len(model.terms) > 1:
