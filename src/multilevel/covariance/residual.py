@@ -153,27 +153,51 @@ class Exponential:
         return [("rho", self.rho(phi)), ("var(e)", sigma2)]
 
 
+def _inside(x: np.ndarray, basis: np.ndarray) -> np.ndarray:
+    """Correlations r = x / (1 + γ(x)) of R = I + Σ_l r_l B_l from free x ∈ ℝᵏ, with
+    γ(x) = −λ_min(Σ_l x_l B_l) ≥ 0 (the B_l are symmetric with zero diagonal, so the
+    eigenvalues sum to 0).  R ≻ 0 iff γ(r) < 1, and γ(r) = γ(x)/(1 + γ(x)): every x gives a
+    positive definite R, each ray from 0 maps onto the whole segment of it that does (the
+    set is convex), and r = x + O(|x|²) near 0.  The likelihood is then finite everywhere, so
+    a trust-region optimizer never meets the infinite values outside the region."""
+    if not len(x):
+        return x
+    gamma = -np.linalg.eigvalsh(np.tensordot(x, basis, 1))[0]
+    return x / (1 + max(gamma, 0.0))
+
+
 class Toeplitz:
-    """``toeplitz k``: correlations ρ_1..ρ_k = tanh(φ) by lag, 0 beyond lag k."""
+    """``toeplitz k``: correlations ρ_1..ρ_k by lag, 0 beyond lag k; ρ = :func:`_inside` of φ on
+    the Toeplitz matrix over every integer time from the first t() level to the last."""
 
     needs_time = True
 
-    def __init__(self, order: int):
+    def __init__(self, order: int, t_levels: np.ndarray):
         self.order = order
         self.n_params = order
         self.label = f"Toeplitz({order})"
-        self.lower, self.upper = np.full(order, -8.0), np.full(order, 8.0)
+        self.lower, self.upper = np.full(order, -100.0), np.full(order, 100.0)
+        span = _lags(np.arange(int(t_levels.min()), int(t_levels.max()) + 1))
+        self.basis = np.array([(span == lag).astype(float) for lag in range(1, order + 1)])
 
     def start(self):
         return np.full(self.order, 0.1)
 
+    def correlations(self, phi: np.ndarray) -> np.ndarray:
+        return _inside(phi, self.basis)
+
+    @property
+    def spans_constant(self) -> bool:
+        """Every lag of the time range is free, so var(e) R + c J is again Toeplitz."""
+        return self.order >= len(self.basis[0]) - 1
+
     def matrix(self, phi, t):
-        acf = np.concatenate([[1.0], np.tanh(phi)])
+        acf = np.concatenate([[1.0], self.correlations(phi)])
         lags = _lags(t).astype(int)
         return np.where(lags <= self.order, acf[np.minimum(lags, self.order)], 0.0)
 
     def report(self, phi, sigma2):
-        return [(f"rho{i + 1}", r) for i, r in enumerate(np.tanh(phi))] + [("var(e)", sigma2)]
+        return [(f"rho{i + 1}", r) for i, r in enumerate(self.correlations(phi))] + [("var(e)", sigma2)]
 
 
 class Unstructured:
@@ -181,8 +205,8 @@ class Unstructured:
 
     Relative SDs exp(φ) for levels 2..T (level 1 fixed at 1); correlations
     from a unit-diagonal-normalized LLᵀ with free sub-diagonal L (any positive
-    definite correlation matrix), or, for ``banded``, tanh(φ) inside the band
-    and 0 outside.  ``correlation_only`` (menl's ``rescorrelation()``): equal
+    definite correlation matrix), or, for ``banded``, :func:`_inside` of φ inside the
+    band and 0 outside (positive definite for every φ).  ``correlation_only`` (menl's ``rescorrelation()``): equal
     variances, the correlations alone.
     """
 
@@ -197,6 +221,13 @@ class Unstructured:
         self.n_params = self.n_sd + len(self.pairs)
         self.label = ("Unstructured" if band is None else f"Banded({band})") + (" corr." if correlation_only else "")
         self.lower, self.upper = np.full(self.n_params, -20.0), np.full(self.n_params, 20.0)
+        self.spans_constant = self.n_sd > 0 and (band is None or band >= T - 1)
+        self._rows, self._cols = (np.array(self.pairs).T if self.pairs else (np.zeros(0, int),) * 2)
+        if band is not None:
+            self.upper[self.n_sd:], self.lower[self.n_sd:] = 100.0, -100.0
+            self.basis = np.zeros((len(self.pairs), T, T))
+            for b, (i, j) in enumerate(self.pairs):
+                self.basis[b, i, j] = self.basis[b, j, i] = 1.0
 
     def start(self):
         return np.zeros(self.n_params)
@@ -207,16 +238,45 @@ class Unstructured:
         free = phi[self.n_sd:]
         if self.band is None:
             L = np.eye(T)
-            for (i, j), v in zip(self.pairs, free):
-                L[i, j] = v
+            L[self._rows, self._cols] = free
             S = L @ L.T
             d = np.sqrt(np.diag(S))
             corr = S / np.outer(d, d)
         else:
-            corr = np.eye(T)
-            for (i, j), v in zip(self.pairs, np.tanh(free)):
-                corr[i, j] = corr[j, i] = v
+            corr = np.eye(T) + np.tensordot(_inside(free, self.basis), self.basis, 1)
         return corr * np.outer(sd, sd)
+
+    def gradient(self, phi: np.ndarray, K: np.ndarray) -> np.ndarray:
+        """⟨∂R/∂φ_i, K⟩ for R = :meth:`full` and a symmetric K (T × T).
+
+        R = D C D with D = diag(sd): ∂/∂ log sd_a gives 2 Σ_j (R∘K)_aj.  With K̃ = D K D,
+        the Cholesky entries L_ij of C = S/(d dᵀ), S = LLᵀ, d = √diag S, give
+        2 (H L)_ij − 2 L_ij (C∘K̃)_i· 1 / S_ii with H = K̃/(d dᵀ); the banded correlations
+        r = x/(1 + γ(x)) (:func:`_inside`) give ⟨∂C/∂r_b, K̃⟩ = 2 K̃_ij and, with v the
+        eigenvector of λ_min, ∂γ/∂x_b = −2 v_i v_j."""
+        T = len(self.levels)
+        sd = np.exp(np.concatenate([[0.0], phi[:self.n_sd]])) if self.n_sd else np.ones(T)
+        R = self.full(phi)
+        Kt = K * np.outer(sd, sd)
+        free, rows, cols = phi[self.n_sd:], self._rows, self._cols
+        if self.band is None:
+            L = np.eye(T)
+            L[rows, cols] = free
+            S = L @ L.T
+            d = np.sqrt(np.diag(S))
+            C = S / np.outer(d, d)
+            H = Kt / np.outer(d, d)
+            g_corr = 2 * (H @ L)[rows, cols] - 2 * free * (C * Kt).sum(axis=1)[rows] / np.diag(S)[rows]
+        else:
+            g_r = 2 * Kt[rows, cols]
+            g_corr = g_r
+            if len(free):
+                w, V = np.linalg.eigh(np.tensordot(free, self.basis, 1))
+                gamma, v = max(-w[0], 0.0), V[:, 0]
+                d_gamma = -2 * v[rows] * v[cols]
+                g_corr = g_r / (1 + gamma) - (g_r @ free) * d_gamma / (1 + gamma) ** 2
+        g_sd = 2 * (R * K).sum(axis=1)[1:] if self.n_sd else np.zeros(0)
+        return np.concatenate([g_sd, g_corr])
 
     def matrix(self, phi, t):
         idx = np.searchsorted(self.levels, t)
@@ -245,9 +305,10 @@ def make(kind: str, order: int | None, t_levels: np.ndarray | None, correlation_
         return Exchangeable()
     if kind == "exponential":
         return Exponential()
-    if kind in ("ar", "ma", "toeplitz"):
-        cls = {"ar": AR, "ma": MA, "toeplitz": Toeplitz}[kind]
-        return cls(order or 1)
+    if kind == "toeplitz":
+        return Toeplitz(order, t_levels)
+    if kind in ("ar", "ma"):
+        return {"ar": AR, "ma": MA}[kind](order or 1)
     if kind in ("unstructured", "banded"):
         return Unstructured(t_levels, band=(order if kind == "banded" else None), correlation_only=correlation_only)
     raise SpecError(f"unknown residual structure '{kind}' (choose one of {', '.join(KINDS)})")

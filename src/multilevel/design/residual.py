@@ -6,7 +6,7 @@ correlated within the groups of the lowest random-effects level.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -42,9 +42,10 @@ def parse(text: str) -> ResidualSpec:
     kind = next((k for k in KINDS if k.startswith(words[0].lower()) and len(words[0]) >= 2), None)
     if kind is None:
         raise SpecError(f"unknown residual structure '{words[0]}' (choose one of {', '.join(KINDS)})", text)
-    order = None
+    order = None   # toeplitz, banded without #: every lag (set by build())
     if kind in ("ar", "ma", "banded", "toeplitz"):
-        order = int(words[1]) if len(words) > 1 and re.fullmatch(r"\d+", words[1]) else 1
+        has = len(words) > 1 and re.fullmatch(r"\d+", words[1])
+        order = int(words[1]) if has else (1 if kind in ("ar", "ma") else None)
     opts = dict(tokenize_options(parts[1])) if len(parts) > 1 else {}
     unknown = set(opts) - {"t", "by"}
     if unknown:
@@ -115,6 +116,8 @@ def build(spec: ResidualSpec, group_key: tuple[str, ...], frame: pd.DataFrame) -
         dup = pd.DataFrame({"g": groups, "t": t}).duplicated().any()
         if dup:
             raise DataError(f"t() variable '{spec.t}' has repeated values within a group")
+    if spec.kind in ("toeplitz", "banded") and spec.order is None:
+        spec = replace(spec, order=_max_lag(spec.kind, groups, t))
     if spec.by:
         by, levels = group_codes(frame, (spec.by,))
         if spec.kind != "independent":
@@ -125,3 +128,12 @@ def build(spec: ResidualSpec, group_key: tuple[str, ...], frame: pd.DataFrame) -
     else:
         by, levels = np.zeros(len(frame), dtype=np.int32), ("",)
     return ResidualDesign(spec, groups, t, np.unique(t), by, levels, key=tuple(group_key))
+
+
+def _max_lag(kind: str, groups: np.ndarray, t: np.ndarray) -> int:
+    """The default # of ``toeplitz`` and ``banded`` ([ME] mixed, residuals()): every lag, the
+    largest time difference within a group (toeplitz) or the number of t() levels − 1 (banded)."""
+    if kind == "banded":
+        return max(len(np.unique(t)) - 1, 1)
+    span = pd.Series(t).groupby(groups).agg(lambda s: s.max() - s.min())
+    return max(int(span.max()), 1)

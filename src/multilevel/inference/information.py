@@ -130,8 +130,10 @@ def natural_fit(model: LinearMixedModel, theta: np.ndarray, sigma2: float,
         full[~free] = -30.0
         return loglik_natural(model, full)
 
-    if free.all() and gradient.available(model):
-        H = _hessian_from_gradient(model, phi, theta, sigma2, model.factor(theta) if factor is None else factor)
+    at_zero_scales = model.residual is not None and all(isinstance(s, _SCALE_ONLY) for _, s, _ in equation_blocks(model))
+    if gradient.available(model) and (free.all() or at_zero_scales):
+        H = _hessian_from_gradient(model, phi, theta, sigma2, model.factor(theta) if factor is None else factor,
+                                   idx)
     else:
         H = richardson_hessian(partial, phi[idx])
     try:
@@ -142,8 +144,10 @@ def natural_fit(model: LinearMixedModel, theta: np.ndarray, sigma2: float,
 
 
 def _hessian_from_gradient(model: LinearMixedModel, phi: np.ndarray, theta: np.ndarray,
-                           sigma2: float, f: Factor) -> np.ndarray:
-    """Hessian in φ from the analytic gradient (``f``: the factor at θ).
+                           sigma2: float, f: Factor, free: np.ndarray | None = None) -> np.ndarray:
+    """Hessian in φ from the analytic gradient (``f``: the factor at θ), over the entries ``free``
+    of φ (all by default; with a residual structure, those not on the boundary, where the others'
+    standard deviations stay 0).
 
     With ψ = (θ, σ²)(φ), J = ∂ψ/∂φ and g = ∇_ψ ℓ:  ∂²ℓ/∂φ∂φᵀ = Jᵀ ∂g/∂φ + Σ_i g_i ∇²ψ_i.
     ∂g/∂φ = H_ψ J where the closed-form H_ψ exists (scalar terms: ``gradient.loglik_hessian``),
@@ -157,29 +161,33 @@ def _hessian_from_gradient(model: LinearMixedModel, phi: np.ndarray, theta: np.n
     h = 1e-4 if model.residual is not None else 1e-5  # wider when the gradient is partly differenced
     g0 = gradient.loglik_gradient(model, theta, sigma2, f)
     J = _jacobian(model, phi)
+    cols = np.arange(n) if free is None else np.asarray(free)
     H_psi = gradient.loglik_hessian(model, theta, sigma2, f)
     if H_psi is not None:  # scalar terms: ∂g/∂φ = H_ψ J in closed form
-        return _chain_curvature(model, phi, theta, sigma2, g0, J.T @ H_psi @ J, h)
-    dg = np.empty((len(g0), n))
+        Jc = J[:, cols]
+        return _chain_curvature(model, phi, theta, sigma2, g0, Jc.T @ H_psi @ Jc, h, cols)
+    dg = np.empty((len(g0), len(cols)))
     sigma_column = model.residual is None and model.n_theta == n - 1
-    for j in range(n - 1 if sigma_column else n):
+    for c, j in enumerate(cols[:-1] if sigma_column else cols):
         e = np.zeros(n)
         e[j] = h
         (t_up, s_up), (t_dn, s_dn) = from_natural(model, phi + e), from_natural(model, phi - e)
-        dg[:, j] = (gradient.loglik_gradient(model, t_up, s_up) - gradient.loglik_gradient(model, t_dn, s_dn)) / (2 * h)
+        dg[:, c] = (gradient.loglik_gradient(model, t_up, s_up) - gradient.loglik_gradient(model, t_dn, s_dn)) / (2 * h)
     if sigma_column:
         dg[:, -1] = _sigma_column(model, dg[:, :-1], J, sigma2, f.pwrss)
-    return _chain_curvature(model, phi, theta, sigma2, g0, J.T @ dg, h)
+    return _chain_curvature(model, phi, theta, sigma2, g0, J[:, cols].T @ dg, h, cols)
 
 
 def _chain_curvature(model: LinearMixedModel, phi: np.ndarray, theta: np.ndarray, sigma2: float,
-                     g0: np.ndarray, H: np.ndarray, h: float) -> np.ndarray:
-    """JᵀH_ψJ plus the curvature of the map φ ↦ ψ, Σ_i g_i ∇²ψ_i, when g is not zero; symmetrized."""
+                     g0: np.ndarray, H: np.ndarray, h: float, cols: np.ndarray | None = None) -> np.ndarray:
+    """JᵀH_ψJ plus the curvature of the map φ ↦ ψ, Σ_i g_i ∇²ψ_i, when g is not zero; symmetrized
+    (over the entries ``cols`` of φ, all by default)."""
+    cols = np.arange(len(phi)) if cols is None else cols
     if np.max(np.abs(g0 * np.append(theta, sigma2))) > 1e-8:  # not at a stationary point
-        for j in range(len(phi)):
+        for c, j in enumerate(cols):
             e = np.zeros(len(phi))
             e[j] = h
-            H[:, j] += (_jacobian(model, phi + e) - _jacobian(model, phi - e)).T @ g0 / (2 * h)
+            H[:, c] += ((_jacobian(model, phi + e) - _jacobian(model, phi - e)).T @ g0)[cols] / (2 * h)
     return (H + H.T) / 2
 
 

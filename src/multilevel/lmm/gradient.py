@@ -24,15 +24,20 @@ from .model import Factor, LinearMixedModel
 
 
 def available(model: LinearMixedModel) -> bool:
-    """No cluster weights, and either one random-effects term with no residual structure other
-    than AR(1)/exponential (whose R_j is positive definite for every φ), or several terms with
-    independent residuals.  With a residual structure the θ part is analytic on the whitened
-    cross-products, and so is the φ part (markov_gradient)."""
+    """No cluster weights, and either several terms with independent residuals or one
+    random-effects term with AR(1)/exponential residuals (markov_gradient) or, at the
+    residuals' own level without weights or a variance function, any structure whose R_j is
+    positive definite for every φ (all but ``exchangeable``; rside.ResidualModel.gradient).
+    With a residual structure the θ part is analytic on the whitened cross-products."""
     if model._group_w is not None or not model.terms:
         return False
     if len(model.terms) > 1:
         return model.residual is None
-    return model.residual is None or model._markov is not None  # AR(1)-type: R always positive definite
+    if model.residual is None or model._markov is not None:
+        return True
+    rd = model.design.residual   # any other structure: rows whitened group by group (rside.gradient)
+    return (model.design.weights is None and rd.variance is None and rd.spec.kind != "exchangeable"
+            and model.terms[0].equations[0].group_key == rd.key)
 
 
 def pieces(model: LinearMixedModel, f: Factor) -> tuple[np.ndarray, np.ndarray]:

@@ -56,4 +56,7 @@ def phi_gradient(model: LinearMixedModel, f: Factor, w_r2: float) -> np.ndarray:
     phi = f.theta[model.residual_slice]
     model._whiten(phi)  # the cross-products at f's φ (cached)
     E, E22 = _sensitivities(model, f, w_r2)
-    return model._markov.gradient(model.residual, phi, E, E22)
+    if model._markov is not None:
+        return model._markov.gradient(model.residual, phi, E, E22)
+    A = np.column_stack([model._raw, model.terms[0].z])
+    return model.residual.gradient(phi, A, model.p + 1, model.terms[0].refs, E, E22)

@@ -217,6 +217,8 @@ class LinearMixedModel:
         and for several (crossed or nested) intercepts when their deviance is the lower; for a
         lone term with random slopes, the method-of-moments estimate (:meth:`_moment_start`)."""
         default = self.default_start()
+        if self._intercept_absorbed():
+            default[self._theta_slices[0]] = 0.0
         moments = self._moment_start(default)
         if moments is not None:
             return moments
@@ -226,6 +228,18 @@ class LinearMixedModel:
         if len(anova) == 1 or self.objective(default) > self.objective(anova):  # the start last: kept factored
             return anova
         return default
+
+    def _intercept_absorbed(self) -> bool:
+        """A lone random intercept at the level of a residual structure whose span holds the
+        constant matrix J (unstructured, banded and toeplitz with every lag): var(_cons) J + R is
+        again such an R, so var(_cons) is not identified and the ML fit starts it at 0 (from
+        θ = 1 the optimizer drifts along the flat direction, R toward singular)."""
+        if self.residual is None or len(self.terms) != 1 or self.terms[0].k != 1:
+            return False
+        rd = self.design.residual
+        eq = self.terms[0].equations[0]
+        return (list(eq.names) == ["_cons"] and eq.group_key == rd.key and not rd.spec.correlation_only
+                and getattr(self.residual.structure, "spans_constant", False))
 
     def default_start(self) -> np.ndarray:
         """Every structure's own start (θ = 1 for scales, as lme4), then the residual parameters'."""

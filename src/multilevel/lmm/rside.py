@@ -135,6 +135,48 @@ class ResidualModel:
             log_det += idx.shape[0] * 2 * np.log(np.diag(C)).sum()
         return out, log_det
 
+    def gradient(self, phi: np.ndarray, A: np.ndarray, md: int, refs: np.ndarray, E: np.ndarray,
+                 E22: np.ndarray, h: float = 1e-6) -> np.ndarray:
+        """∂/∂φ of ⟨E, zcols(φ)⟩ + ⟨E22, A22(φ)⟩ + Σ_j log|R_j|(φ) at fixed E (G, c, k) and E22
+        (md, md), for the whitened cross-products zcols_g = a_gᵀR_g⁻¹z_g and A22 = Σ_g d_gᵀR_g⁻¹d_g
+        of a = [d z] = ``A`` (raw rows, ``md`` columns of [X y]; ``refs``: each row's group).
+
+        With dR⁻¹ = −R⁻¹ dR R⁻¹ and d log|R| = tr(R⁻¹dR), the pattern of m groups with the
+        same R contributes ⟨∂R/∂φ_i, K⟩, K = m R⁻¹ − R⁻¹ P R⁻¹ with P = Σ_g sym(a_g E_g z_gᵀ) +
+        d_g E22 d_gᵀ, one batched product per pattern.  A structure with an analytic
+        ``gradient(φ, K)`` (unstructured, banded) gets the K of every pattern placed in its full
+        matrix over the t() levels, per by() level; otherwise ∂R/∂φ_i of the small matrix R(φ)
+        is a central difference."""
+        out = np.zeros(len(phi))
+        analytic = hasattr(self.structure, "gradient")
+        if analytic:
+            T, k = len(self.design.t_levels), self.structure.n_params
+            K_full = np.zeros((self.n_levels, T, T))
+            ratios = np.exp(self.log_ratios(phi))
+            d_ratio = np.zeros(self.n_levels)
+        for t, by, idx in self._patterns:
+            a = A[idx]                                        # (m, s, c)
+            P = np.einsum("msc,mck,mtk->st", a, E[refs[idx[:, 0]]], a[:, :, md:])
+            P = 0.5 * (P + P.T) + np.einsum("msi,ij,mtj->st", a[:, :, :md], E22, a[:, :, :md])
+            R = self.matrix(phi, t, by)
+            Rinv = np.linalg.inv(R)
+            K = idx.shape[0] * Rinv - Rinv @ P @ Rinv
+            if analytic:                                       # R = ratio_l · full(φ_l)[t, t]
+                pos, level = np.searchsorted(self.design.t_levels, t), int(by[0])
+                K_full[level][np.ix_(pos, pos)] += ratios[level] * K
+                d_ratio[level] += np.sum(R * K)
+                continue
+            for i in range(len(phi)):
+                step = np.zeros(len(phi))
+                step[i] = h
+                dR = (self.matrix(phi + step, t, by) - self.matrix(phi - step, t, by)) / (2 * h)
+                out[i] += np.sum(dR * K)
+        if analytic:
+            for level in range(self.n_levels):
+                out[level * k:(level + 1) * k] = self.structure.gradient(self.level_params(phi, level), K_full[level])
+            out[k * self.n_levels:self._n_corr] = d_ratio[1:self._n_ratios + 1]
+        return out
+
     def report(self, phi: np.ndarray, sigma2: float) -> list[tuple[str, float]]:
         """Stata's residual rows (``rho``, ``var(e)``, ...); by() levels prefix them (``1: var(e)``).
         With a variance function: ``sigma2``, its parameters (``delta``, ``_cons``, ``gamma``;

@@ -61,10 +61,7 @@ class MenlResiduals:
 
     def design(self, group_key: tuple[str, ...], frame: pd.DataFrame, fitted: np.ndarray | None) -> ResidualDesign:
         """The ResidualDesign on the estimation sample; ``fitted``: the current fitted values (_yhat)."""
-        corr = self.correlation
-        if corr.kind == "toeplitz" and corr.order is None:
-            corr = _full_order(corr, group_key, frame)
-        rd = build_residual(corr, group_key, frame)
+        rd = build_residual(self.correlation, group_key, frame)
         if self.variance is None:
             return rd
         vd = _variance_design(self.variance, frame, fitted)
@@ -72,14 +69,6 @@ class MenlResiduals:
             raise DataError(f"strata() variable '{vd.strata_var}' must be constant within the groups of "
                             f"{'>'.join(group_key)}")
         return ResidualDesign(rd.spec, rd.groups, rd.t, rd.t_levels, rd.by, rd.by_levels, vd, rd.key)
-
-
-def _full_order(corr: ResidualSpec, group_key, frame) -> ResidualSpec:
-    """``toeplitz`` without #: every lag (the largest within a group)."""
-    g, _ = group_codes(frame, group_key)
-    t = frame[corr.t].to_numpy(dtype=float)
-    lags = pd.Series(t).groupby(g).agg(lambda s: s.max() - s.min())
-    return ResidualSpec(corr.kind, max(int(lags.max()), 1), corr.t, corr.by)
 
 
 def _variance_design(vs: VarianceSpec, frame: pd.DataFrame, fitted: np.ndarray | None) -> VarianceDesign:

@@ -418,3 +418,93 @@ case_json("lmm_orthodont_ar1_by_male_norandom_ml", "orthodont.csv", OR_ORIGIN,
                 "Builder validated against nlme gls corAR1 (checks.builder_check_common_params_minus_nlme_gls_ar1_loglik).",
                 "lr_chi2 is against the linear regression with iid errors (lr_df = 3)."),
           group_name = "subject")
+
+## ============================================================================
+## 10-13. pig data (48 pigs x weeks 1..9): mixed weight week || id:, residuals(...)
+##    where nlminb/BOBYQA-type optimisers stop early on the non-positive-definite
+##    region (toeplitz 2, banded 1: direct ML from several starts), and the two
+##    structures that absorb the random intercept (full toeplitz, unstructured):
+##    var(_cons) J + R is again a full Toeplitz / unstructured matrix, so the
+##    maximum is nlme's gls with corARMA(p = 8) (PACF-parameterised AR(8) = any
+##    9x9 Toeplitz correlation) / corSymm + varIdent; the split between var(_cons)
+##    and R is not identified, so only the log likelihood and the fixed effects
+##    are reference numbers there.
+## ============================================================================
+pig <- read_data("pig.csv")
+pig <- pig[order(pig$id, pig$week), ]
+PIG_ORIGIN <- "Diggle, Liang & Zeger (1994) pig weights; Stata's pig.dta (48 pigs, weeks 1..9)"
+pig_times <- split_by(pig$week, pig$id)
+pig_y <- split_by(pig$weight, pig$id)
+pig_Xl <- split_rows(cbind(pig$week, 1), pig$id)
+m_pig <- lme(weight ~ week, random = ~ 1 | id, correlation = corAR1(form = ~ week | id),
+             data = pig, method = "ML")
+pig_r1 <- unname(coef(m_pig$modelStruct$corStruct, unconstrained = FALSE))
+pig_v0 <- as.numeric(VarCorr(m_pig)[1, 1]); pig_ve <- m_pig$sigma^2
+
+## 10. toeplitz 2
+Vf <- make_ri_V(pig_times, toep_corr)
+start <- list(c(pig_v0, pig_ve, pig_r1, pig_r1^2), c(pig_v0, pig_ve, 0.5, 0.1),
+              c(10, 5, 0.2, 0.1), c(15, 10, 0.6, 0.3), c(5, 20, 0.8, 0.5))
+fit <- fit_case(pig, "weight", "week", NULL, "id", start,
+                to_nat = function(u) c(exp(u[1:2]), tanh(u[3:4])),
+                from_nat = function(p) c(log(p[1:2]), atanh(p[3:4])), Vfun = Vf)
+case_json("lmm_pig_toeplitz2_ml", "pig.csv", PIG_ORIGIN,
+          "mixed weight week || id:, residuals(toeplitz 2, t(week))",
+          "direct ML maximisation in R (nlminb + BFGS polish, 5 starting values) of the Gaussian marginal likelihood V_j = var(_cons) J + var(e) R_j, R_j Toeplitz with rho1, rho2 at lags 1, 2 and 0 beyond (builder validated in lmm_ovary_toeplitz2_ml)",
+          "toeplitz 2, t(week)", fit, c("week", "_cons"), ri_random(fit, "id"),
+          list(var = fit$nat[2], se = fit$se_nat[2]),
+          list(toeplitz_rho1 = fit$nat[3], toeplitz_rho1_se = fit$se_nat[3],
+               toeplitz_rho2 = fit$nat[4], toeplitz_rho2_se = fit$se_nat[4]),
+          "Stata toeplitz 2. lr_chi2 is against the linear regression with iid errors.",
+          group_name = "id")
+
+## 11. banded 1: var(e1..e9), cov(e_t, e_t+1), plus var(_cons)
+band9_V <- function(par, j) {
+  S <- diag(par[2:10]); S[cbind(1:8, 2:9)] <- S[cbind(2:9, 1:8)] <- par[11:18]
+  o <- pig_times[[j]]
+  par[1] + S[o, o, drop = FALSE]
+}
+start <- list(c(pig_v0, rep(pig_ve, 9), rep(pig_r1 * pig_ve, 8)), c(pig_v0, rep(pig_ve, 9), rep(0, 8)),
+              c(10, seq(2, 30, length.out = 9), rep(1, 8)))
+fit <- fit_case(pig, "weight", "week", NULL, "id", start,
+                to_nat = function(u) c(exp(u[1:10]), u[11:18]),
+                from_nat = function(p) c(log(p[1:10]), p[11:18]), Vfun = band9_V)
+S <- diag(fit$nat[2:10]); S[cbind(1:8, 2:9)] <- S[cbind(2:9, 1:8)] <- fit$nat[11:18]
+SE <- diag(fit$se_nat[2:10]); SE[cbind(1:8, 2:9)] <- SE[cbind(2:9, 1:8)] <- fit$se_nat[11:18]
+SE[abs(row(SE) - col(SE)) > 1] <- NA
+case_json("lmm_pig_banded1_ml", "pig.csv", PIG_ORIGIN,
+          "mixed weight week || id:, residuals(banded 1, t(week))",
+          "direct ML maximisation in R (nlminb + BFGS polish, 3 starting values) of the Gaussian marginal likelihood V_j = var(_cons) J + S, S 9x9 with var(e_t) and cov(e_t, e_t+1) free, 0 beyond lag 1 (builder as lmm_orthodont_banded1_ml)",
+          "banded 1, t(week)", fit, c("week", "_cons"), ri_random(fit, "id"),
+          list(var = NULL, se = NULL),
+          list(residual_t_levels = I(1:9), residual_cov_matrix = S, residual_cov_matrix_se = SE),
+          "extra.residual_cov_matrix[i][j] for week = i, j (structural zeros have se null). lr_chi2 is against the linear regression with iid errors.",
+          group_name = "id")
+
+## 12-13. full toeplitz and unstructured: the marginal maximum from nlme gls
+pig_marginal <- function(id, stata, opt, g, how, n_resid) {
+  nat_V <- function(par, j) { o <- pig_times[[j]]; getVarCov(g)[o, o, drop = FALSE] }
+  det <- gls_loglik(0, pig_y, pig_Xl, nat_V, details = TRUE)
+  b <- det$beta; nb <- length(b)
+  fit <- list(nat = numeric(n_resid + 1), loglik = det$loglik, beta = b, se_beta = det$se, N = det$N,
+              k = nb + 1 + n_resid, wald = b[1]^2 / det$vcov[1, 1], wald_df = 1,
+              ll_ols = ols_loglik_ml(pig$weight, cbind(pig$week, 1)), n_groups = length(pig_y),
+              checks = list(own_loglik_at_nlme_minus_nlme = det$loglik - as.numeric(logLik(g))))
+  x <- case_json(id, "pig.csv", PIG_ORIGIN, stata, how, opt, fit, c("week", "_cons"), list(),
+                 list(var = NULL, se = NULL), list(),
+                 paste("var(_cons) J + R is again a", if (n_resid == 9) "full Toeplitz" else "unstructured",
+                       "9x9 matrix, so the ML maximum is nlme gls's marginal one and var(_cons) is not identified:",
+                       "only loglik and the fixed effects are reference numbers. k counts var(_cons) and the",
+                       n_resid, "residual parameters."),
+                 group_name = "id")
+  invisible(x)
+}
+g_toep <- gls(weight ~ week, data = pig, correlation = corARMA(form = ~ week | id, p = 8), method = "ML")
+pig_marginal("lmm_pig_toeplitz_ml", "mixed weight week || id:, residuals(toeplitz, t(week))",
+             "toeplitz, t(week)", g_toep,
+             "nlme gls(weight ~ week, correlation = corARMA(form = ~week|id, p = 8), method = 'ML'): an AR(8) by its partial autocorrelations is any 9x9 Toeplitz correlation", 9)
+g_un <- gls(weight ~ week, data = pig, correlation = corSymm(form = ~ week | id),
+            weights = varIdent(form = ~ 1 | week), method = "ML")
+pig_marginal("lmm_pig_unstructured_ml", "mixed weight week || id:, residuals(unstructured, t(week))",
+             "unstructured, t(week)", g_un,
+             "nlme gls(weight ~ week, correlation = corSymm(form = ~week|id), weights = varIdent(form = ~1|week), method = 'ML')", 45)
