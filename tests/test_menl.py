@@ -56,18 +56,22 @@ def test_reml_reference_variances_are_off_the_optimum():
 REFS = pathlib.Path(__file__).parent / "references"
 RESIDUAL_CASES = [json.loads(p.read_text()) for p in sorted((REFS / "menl_residuals").glob("*.json"))]
 NESTED_CASES = [json.loads(p.read_text()) for p in sorted((REFS / "menl_nested").glob("*.json"))]
+LINCOMB_CASES = [json.loads(p.read_text()) for p in sorted((REFS / "menl_lincomb").glob("*.json"))]
 
 
 @functools.lru_cache(maxsize=None)
 def fitted_reference_case(case_id: str) -> dict:
-    case = next(c for c in RESIDUAL_CASES + NESTED_CASES if c["id"] == case_id)
+    case = next(c for c in RESIDUAL_CASES + NESTED_CASES + LINCOMB_CASES if c["id"] == case_id)
     return multilevel.fit(case["stata"], data=pd.read_csv(REFS / case["dataset"])).to_dict()
 
 
-@pytest.mark.parametrize("case_id,label,reference,tolerance,getter", params(RESIDUAL_CASES + NESTED_CASES))
+@pytest.mark.parametrize("case_id,label,reference,tolerance,getter",
+                         params(RESIDUAL_CASES + NESTED_CASES + LINCOMB_CASES))
 def test_residual_structures_and_nesting_against_nlme(case_id, label, reference, tolerance, getter):
     """resvariance() / rescorrelation() against nlme's varFunc / corStruct (menl_residuals/make.R);
-    {T0[farm>tree]} against nlme's random = list(farm, tree) (menl_nested/make.R)."""
+    {T0[farm>tree]} against nlme's random = list(farm, tree) (menl_nested/make.R); the linear
+    combination {phi1: x i.female U1[tree]} and {phi1: z U1[tree] c.z#U2[tree]} against nlme's
+    fixed = list(A ~ x + factor(female), ...) and random = pdDiag(A ~ z) (menl_lincomb/make.R)."""
     got = getter(fitted_reference_case(case_id))
     assert got == pytest.approx(reference, abs=tolerance), f"{label}: {got} vs reference {reference}"
 
@@ -227,8 +231,72 @@ def test_expression_translation():
     assert spec.variables == ["y", "t", "x", "g"]
 
 
+def test_linear_combination_translation():
+    spec = parse_menl("menl y = {phi1: x1 i.female U1[id] c.x#U2[id]}/(1+exp(-(t-{phi2:})/{b3})) + {phi3: z, xb}"
+                      " + {c:z}, define(phi2: x2 ib(2).g#c.x3 U3[id], noconstant)")
+    assert spec.code == ('(XB["phi1"] + U["U1"] + D["x"]*U["U2"])/(1+exp(-(D["t"]-(XB["phi2"] + U["U3"]))'
+                         '/P["b3"])) + (XB["phi3"]) + P["c:z"]')
+    assert spec.params == ["phi1:", "phi2:", "b3", "phi3:", "c:z"]
+    assert [r.name for r in spec.random] == ["U1", "U2", "U3"]
+    lc = spec.lincombs
+    assert (lc["phi1"].terms, lc["phi1"].constant, lc["phi2"].constant) == (("x1", "i.female"), True, False)
+    assert lc["phi3"].terms == ("z",) and lc["phi3"].random == ""
+    assert sorted(spec.variables) == sorted(["y", "x", "t", "z", "female", "x1", "g", "x2", "x3", "id"])
+
+
+def test_linear_combination_names_table_and_design(pig):
+    """Coefficients of {phi1: ...} are named phi1:<Stata name>, the factor's base level left out,
+    and the table groups them under an equation header as Stata's multiple-equation tables."""
+    from multilevel.nonlinear.fit import NonlinearModel
+
+    d = pig.assign(g=pig["id"] % 3, big=(pig["id"] % 2))
+    text = "menl weight = {phi1: i.g c.week#i.big U0[id], noconstant} + {b}"
+    model = NonlinearModel(parse_menl(text), d)
+    assert model.names == ["phi1:1.g", "phi1:2.g", "phi1:c.week#0.big", "phi1:c.week#1.big", "b"]
+    X, at = model.combined["phi1"]
+    assert np.array_equal(X[:, 0], (d["g"] == 1).to_numpy(float)) and list(at) == [0, 1, 2, 3]
+    assert np.array_equal(X[:, 3], (d["week"] * d["big"]).to_numpy(float))     # mixed's coding (design/fixed.py)
+    res = multilevel.fit("menl circumf = {phi1: x i.female U1[tree]}/(1+exp(-(age-{b2})/{b3}))",
+                         data=pd.read_csv(REFS / "menl_lincomb" / "lincomb_growth.csv"))
+    lines = str(res).splitlines()
+    start = lines.index("phi1         |")
+    assert [ln[:14] for ln in lines[start:start + 7]] == [
+        "phi1         |", "           x |", "             |", "      female |", "          1  |",
+        "             |", "       _cons |"]
+    assert lines[start + 7].startswith("-------------+") and lines[start + 8].startswith("          b2 |")
+
+
+LINCOMB_GROWTH = "menl {y} = ({lin})/(1+exp(-(age-{{b2}})/{{b3}})){opts}"
+
+
+@pytest.mark.parametrize("y,short,opts,explicit", [
+    ("circumf", "{phi1: x i.female U1[tree]}", "", "{phi1:x}*x + {phi1:female}*female + {phi1:_cons} + {U1[tree]}"),
+    ("circumf", "{phi1:}", ", define(phi1: c.x#i.female U1[tree], noconstant)",
+     "{phi1:xf0}*xf0 + {phi1:xf1}*xf1 + {U1[tree]}"),
+    ("circumf", "{phi1: female, xb} + {U1[tree]}", "", "{phi1:female}*female + {phi1:_cons} + {U1[tree]}"),
+    ("circumf2", "{phi1: z U1[tree] c.z#U2[tree]}", "", "{phi1:z}*z + {phi1:_cons} + {U1[tree]} + {U2[tree]}*z"),
+])
+def test_linear_combination_is_the_model_written_out(y, short, opts, explicit):
+    """The shorthand is the model with explicit parameters: same log likelihood and estimates."""
+    d = pd.read_csv(REFS / "menl_lincomb" / "lincomb_growth.csv")
+    d = d.assign(xf0=d["x"] * (1 - d["female"]), xf1=d["x"] * d["female"])
+    a = multilevel.fit(LINCOMB_GROWTH.format(y=y, lin=short, opts=opts), data=d).to_dict()
+    b = multilevel.fit(LINCOMB_GROWTH.format(y=y, lin=explicit, opts=""), data=d).to_dict()
+    assert a["loglik"] == pytest.approx(b["loglik"], abs=1e-8)
+    assert np.allclose(a["fixed"]["coef"], b["fixed"]["coef"], rtol=1e-8, atol=1e-8)
+    assert np.allclose(a["fixed"]["se"], b["fixed"]["se"], rtol=1e-6)
+    assert np.allclose(a["random"][0]["cov"], b["random"][0]["cov"], rtol=1e-8)
+
+
 @pytest.mark.parametrize("text,match", [
     ("menl y {b0} + {U[g]}", "depvar = expression"),
+    ("menl y = {phi: x, nocons} + {U[g]}", "unknown option"),
+    ("menl y = {phi: x U[g}] + {U[g]}", "cannot read"),
+    ("menl y = {phi: x U[g]} + {phi: z U[g]}", "specified twice"),
+    ("menl y = {phi: x U[g]} + {phi:z}", "parameter's equation"),
+    ("menl y = {phi:}, define(phi: x U[g]) define(phi: {b})", "defined twice"),
+    ("menl y = {phi: U[g], noconstant}", "no fixed-effect terms"),
+    ("menl y = {phi: x## U[g]}", "malformed"),
     ("menl y = {b0} + {k:} + {U[g]}", "not defined"),
     ("menl y = {b0} * x", "no random effects"),
     ("menl y = {b0} + {U[g]} + system(x)", "unknown function"),
@@ -285,7 +353,7 @@ def test_docs_page_runs_and_shows_current_output():
     from tests.docs_pages import run_page, shown_outputs
 
     ns = run_page("menl.md")
-    assert shown_outputs("menl.md") == [str(ns["res"]), str(ns["res_power"])]
+    assert shown_outputs("menl.md") == [str(ns["res"]), str(ns["res_lc"]), str(ns["res_power"])]
 
 
 def test_exchangeable_at_its_bound_gives_nan_se_not_an_error():

@@ -7,6 +7,11 @@
 - ``{U1[tree]}`` is the random effect ``U1`` of the groups of ``tree``, ``{S0[wafer>site]}`` that of
   the sites nested in wafers (the groups of wafer × site);
 - ``{ka:}`` is the expression ``define(ka: ...)``, substituted in parentheses;
+- ``{phi1: x1 i.female U1[id] c.x#U2[id]}`` and ``define(phi1: ...)`` of the same list are a
+  linear combination {phi1:x1}·x1 + {phi1:1.female}·1.female + {phi1:_cons} + U1[id] + U2[id]·x
+  (factor variables as in ``mixed``; ``, noconstant`` drops ``_cons``; ``, xb`` makes one variable a
+  linear combination: ``{phi1: x}`` alone is the parameter ``phi1:x``) ([ME] menl, Substitutable
+  expressions);
 - other names are data columns; functions are Stata's (``exp ln log sqrt abs invlogit logit
   normal``) and ``^`` is the power.
 
@@ -20,7 +25,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import special
 
+from ..design.fixed import variables as fixed_variables
 from ..spec.errors import SpecError
+from ..spec.factor import stata_to_formulaic
 from ..spec.options import COV_NAMES, resolve, split_top, tokenize_options
 from .residuals import MenlResiduals, parse_residuals
 
@@ -28,9 +35,11 @@ FUNCTIONS = {"exp": np.exp, "ln": np.log, "log": np.log, "sqrt": np.sqrt, "abs":
              "invlogit": special.expit, "logit": special.logit, "normal": special.ndtr,
              "lnnormal": special.log_ndtr, "log10": np.log10, "sin": np.sin, "cos": np.cos}
 _BRACE = re.compile(r"\{([^{}]*)\}")
-_PARAM = re.compile(r"^\s*([A-Za-z_]\w*)\s*(?:=\s*([-+0-9.eE]+)\s*)?$")
+_PARAM = re.compile(r"^\s*([A-Za-z_]\w*(?:\s*:\s*[A-Za-z_]\w*)?)\s*(?:=\s*([-+0-9.eE]+)\s*)?$")
 _RANDOM = re.compile(r"^\s*([A-Za-z_]\w*)\s*\[\s*([A-Za-z_]\w*(?:\s*>\s*[A-Za-z_]\w*)*)\s*\]\s*$")
 _DEFINE_REF = re.compile(r"^\s*([A-Za-z_]\w*)\s*:\s*$")
+_LINCOMB = re.compile(r"^\s*([A-Za-z_]\w*)\s*:(.*\S.*)$", re.S)
+_RE_TERM = re.compile(r"^(?:(?:c\.)?([A-Za-z_]\w*)#)?([A-Za-z_]\w*\[[^\[\]]+\])$")
 _NAME = re.compile(r"(?<![\w.])[A-Za-z_]\w*")
 _OPTIONS = {"define": "def", "covariance": "cov", "reml": "reml", "mle": "mle", "initial": "init",
             "level": "l", "variance": "var", "stddeviations": "stddev", "nolog": "nolo", "log": "log",
@@ -50,6 +59,22 @@ class RandomEffect:
         return tuple(self.group.split(">"))
 
 
+@dataclass(frozen=True)
+class LinComb:
+    """A linear combination ``{name: terms}``: fixed terms in Stata's factor-variable notation
+    (their coefficients ``name:x1``, ``name:1.female``, ``name:_cons``) plus random-effect terms."""
+
+    name: str
+    terms: tuple[str, ...]      # x1 i.female c.x#i.g
+    constant: bool
+    random: str                 # the random-effect terms as an expression: {U1[id]} + x*{U2[id]}
+
+    @property
+    def formula(self) -> str:
+        """The fixed terms as a formulaic right-hand side."""
+        return stata_to_formulaic(list(self.terms))
+
+
 @dataclass
 class MenlSpec:
     """What a ``menl`` command says."""
@@ -64,21 +89,25 @@ class MenlSpec:
     method: str = "ml"
     options: dict = field(default_factory=dict)
     residuals: MenlResiduals | None = None      # resvariance() rescorrelation() rescovariance()
+    lincombs: dict[str, LinComb] = field(default_factory=dict)  # by name; "name:" in params marks its place
 
     @property
     def variables(self) -> list[str]:
         """Data columns used: response, covariates, grouping variables."""
         names = [m for m in re.findall(r'D\["(\w+)"\]', self.code)]
         residual = self.residuals.variables if self.residuals else []
-        return list(dict.fromkeys([self.response] + names + [v for r in self.random for v in r.key] + residual))
+        combined = [v for lc in self.lincombs.values() for v in fixed_variables(lc.formula)]
+        return list(dict.fromkeys([self.response] + names + combined + [v for r in self.random for v in r.key]
+                                  + residual))
 
     def function(self):
-        """f(P, U, D) -> the mean of the response per observation (vectorized)."""
+        """f(P, U, D, XB) -> the mean of the response per observation (vectorized); XB holds the
+        fixed part of each linear combination."""
         compiled = compile(self.code, "<menl expression>", "eval")
         namespace = {"__builtins__": {}, **FUNCTIONS}
 
-        def f(P: dict, U: dict, D: dict) -> np.ndarray:
-            return eval(compiled, namespace, {"P": P, "U": U, "D": D})  # noqa: S307 - our own translation
+        def f(P: dict, U: dict, D: dict, XB: dict) -> np.ndarray:
+            return eval(compiled, namespace, {"P": P, "U": U, "D": D, "XB": XB})  # noqa: S307 - our own translation
         return f
 
 
@@ -92,6 +121,7 @@ def parse_menl(text: str) -> MenlSpec:
     if not re.fullmatch(r"[A-Za-z_]\w*", response):
         raise SpecError(f"dependent variable '{response}' is not a variable name", text)
     defines: dict[str, str] = {}
+    lincombs: dict[str, LinComb] = {}
     options: dict = {}
     covariances: dict[tuple[str, ...], str] = {}
     initial: dict[str, float] = {}
@@ -102,7 +132,10 @@ def parse_menl(text: str) -> MenlSpec:
             key, _, value = (arg or "").partition(":")
             if not re.fullmatch(r"[A-Za-z_]\w*", key.strip()) or not value.strip():
                 raise SpecError(f"define({arg}) must look like define(name: expression)", text)
-            defines[key.strip()] = value.strip()
+            if _is_lincomb(value):
+                _add_lincomb(lincombs, _parse_lincomb(key.strip(), value, text), text)
+            else:
+                defines[key.strip()] = value.strip()
         elif full == "covariance":
             names, _, kind = (arg or "").rpartition(",")
             kind = resolve(kind.strip(), COV_NAMES, "covariance structure", text)
@@ -122,40 +155,112 @@ def parse_menl(text: str) -> MenlSpec:
     residuals = parse_residuals(options, text)
     params: list[str] = []
     random: list[RandomEffect] = []
-    code = _translate(_substitute(expr, defines, text), params, random, initial, text)
+    expr = _inline_lincombs(expr, lincombs, text)
+    defines = {name: _inline_lincombs(value, lincombs, text) for name, value in defines.items()}
+    code = _translate(_substitute(expr, defines, lincombs, text), params, random, initial, lincombs, text)
     if not params:
         raise SpecError("the menl expression has no free parameters ({name})", text)
     if not random and (residuals is None or residuals.group is None):
         raise SpecError("the menl expression has no random effects ({U1[group]}); fit it with nonlinear "
                         "least squares instead, or give the groups of a marginal model's within-group errors "
                         "in group() of rescovariance(), rescorrelation() or resvariance()", text)
-    return MenlSpec(text, response, code, params, random, initial, covariances, method, options, residuals)
+    clash = set(defines) & set(lincombs)
+    if clash:
+        raise SpecError(f"{', '.join(sorted(clash))} is defined twice", text)
+    clash = {name.partition(":")[0] for name in params if ":" in name[:-1]} & set(lincombs)
+    if clash:
+        raise SpecError(f"{', '.join(sorted(clash))} is both a linear combination and a parameter's equation "
+                        "({name:var}); rename one of them", text)
+    return MenlSpec(text, response, code, params, random, initial, covariances, method, options, residuals,
+                    lincombs)
 
 
-def _substitute(expr: str, defines: dict[str, str], text: str, depth: int = 0) -> str:
-    """Replace every ``{name:}`` by ``(define's expression)``, recursively."""
+def _is_lincomb(body: str) -> bool:
+    """Is ``body`` (of ``{name: body}`` or ``define(name: body)``) a linear combination?  A list of
+    variables, factor variables and random-effect terms with optional ``, noconstant xb``; a single
+    variable only with options (``{phi: x}`` is the parameter ``phi:x``, ``define(phi: x)`` is x)."""
+    terms, _, opts = body.partition(",")
+    words = terms.split()
+    if "{" in body or not words or not all(re.fullmatch(r"[\w.#()\[\]>]+", w) for w in words):
+        return False
+    return bool(opts.strip()) or len(words) > 1 or not re.fullmatch(r"[A-Za-z_]\w*", words[0])
+
+
+def _parse_lincomb(name: str, body: str, text: str) -> LinComb:
+    """``x1 i.female U1[id] c.x#U2[id], noconstant xb`` -> :class:`LinComb`."""
+    terms, _, opts = body.partition(",")
+    bad = set(opts.split()) - {"noconstant", "xb"}
+    if bad:
+        raise SpecError(f"{{{name}: {body.strip()}}}: unknown option {' '.join(sorted(bad))} "
+                        "(noconstant and xb are allowed)", text)
+    fixed, random = [], []
+    for word in terms.split():
+        effect = _RE_TERM.match(word)
+        if effect:
+            slope = f"{effect.group(1)}*" if effect.group(1) else ""
+            random.append(f"{slope}{{{effect.group(2)}}}")
+        elif "[" in word:
+            raise SpecError(f"cannot read '{word}' in {{{name}: ...}}: a random-effect term is U[group] "
+                            "or c.x#U[group]", text)
+        else:
+            fixed.append(word)
+    lc = LinComb(name, tuple(fixed), "noconstant" not in opts.split(), " + ".join(random))
+    stata_to_formulaic(fixed, text)          # SpecError now for a malformed factor-variable term
+    if not fixed and not lc.constant:
+        raise SpecError(f"{{{name}: ...}} has no fixed-effect terms and no constant", text)
+    return lc
+
+
+def _add_lincomb(lincombs: dict[str, LinComb], lc: LinComb, text: str) -> None:
+    if lincombs.get(lc.name, lc) != lc:
+        raise SpecError(f"the linear combination {lc.name} is specified twice, differently", text)
+    lincombs[lc.name] = lc
+
+
+def _inline_lincombs(expr: str, lincombs: dict[str, LinComb], text: str) -> str:
+    """Register every ``{name: terms}`` linear combination of ``expr`` and write it ``{name:}``."""
+    def repl(m: re.Match) -> str:
+        lc = _LINCOMB.match(m.group(1))
+        if not lc or not _is_lincomb(lc.group(2)):
+            return m.group(0)
+        _add_lincomb(lincombs, _parse_lincomb(lc.group(1), lc.group(2), text), text)
+        return f"{{{lc.group(1)}:}}"
+    return _BRACE.sub(repl, expr)
+
+
+def _substitute(expr: str, defines: dict[str, str], lincombs: dict[str, LinComb], text: str,
+                depth: int = 0) -> str:
+    """Replace every ``{name:}`` by ``(define's expression)``, recursively (a linear combination's
+    ``{name:}`` stays)."""
     if depth > 20:
         raise SpecError("define() expressions refer to each other in a cycle", text)
 
     def repl(m: re.Match) -> str:
         ref = _DEFINE_REF.match(m.group(1))
-        if not ref:
+        if not ref or ref.group(1) in lincombs:
             return m.group(0)
         if ref.group(1) not in defines:
             raise SpecError(f"{{{ref.group(1)}:}} is used but not defined; add define({ref.group(1)}: ...)", text)
-        return "(" + _substitute(defines[ref.group(1)], defines, text, depth + 1) + ")"
+        return "(" + _substitute(defines[ref.group(1)], defines, lincombs, text, depth + 1) + ")"
     return _BRACE.sub(repl, expr)
 
 
 def _translate(expr: str, params: list[str], random: list[RandomEffect], initial: dict[str, float],
-               text: str) -> str:
-    """Stata expression -> Python: braces to P[...]/U[...], names to D[...], ^ to **."""
+               lincombs: dict[str, LinComb], text: str) -> str:
+    """Stata expression -> Python: braces to P[...]/U[...], names to D[...], ^ to **; a linear
+    combination ``{name:}`` to ``(XB["name"] + its random terms)`` with ``name:`` in ``params``."""
     pieces, pos = [], 0
     for m in _BRACE.finditer(expr):
         pieces.append(_names_to_columns(expr[pos:m.start()], text))
         inner = m.group(1)
-        rnd, par = _RANDOM.match(inner), _PARAM.match(inner)
-        if rnd:
+        rnd, par, ref = _RANDOM.match(inner), _PARAM.match(inner), _DEFINE_REF.match(inner)
+        if ref:
+            lc = lincombs[ref.group(1)]
+            if f"{lc.name}:" not in params:
+                params.append(f"{lc.name}:")
+            random_part = _translate(lc.random, params, random, initial, lincombs, text) if lc.random else ""
+            pieces.append(f'(XB["{lc.name}"]' + (f" + {random_part})" if random_part else ")"))
+        elif rnd:
             effect = RandomEffect(rnd.group(1), re.sub(r"\s+", "", rnd.group(2)))
             if effect.name in {r.name for r in random if r.group != effect.group}:
                 raise SpecError(f"random effect {effect.name} is used with two grouping variables", text)
@@ -163,11 +268,12 @@ def _translate(expr: str, params: list[str], random: list[RandomEffect], initial
                 random.append(effect)
             pieces.append(f'U["{effect.name}"]')
         elif par:
-            if par.group(1) not in params:
-                params.append(par.group(1))
+            name = re.sub(r"\s+", "", par.group(1))
+            if name not in params:
+                params.append(name)
             if par.group(2) is not None:
-                initial[par.group(1)] = float(par.group(2))
-            pieces.append(f'P["{par.group(1)}"]')
+                initial[name] = float(par.group(2))
+            pieces.append(f'P["{name}"]')
         else:
             raise SpecError(f"cannot read {{{inner}}}: use {{name}}, {{name=#}}, {{U[group]}} or {{name:}}", text)
         pos = m.end()

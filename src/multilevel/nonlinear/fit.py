@@ -32,7 +32,7 @@ from scipy.optimize import least_squares
 
 from ..blas import fitting_threads
 from ..design import Design
-from ..design.fixed import FixedTerm
+from ..design.fixed import FixedTerm, build
 from ..design.random import ReEquation, group_codes
 from ..design.sample import select
 from ..spec.errors import DataError, SpecError
@@ -66,7 +66,8 @@ class NonlinearModel:
         self.n = len(self.y)
         self.f = spec.function()
         self.levels = self._levels(frame)
-        self.p = len(spec.params)
+        self.names, self.combined = self._linear_combinations(frame)
+        self.p = len(self.names)
         self.frame = frame
         self.residual_key = self._residual_key() if spec.residuals else None
 
@@ -83,6 +84,23 @@ class NonlinearModel:
             if levels[-1].n_groups < 2:
                 raise DataError(f"level '{group}' has a single group; a random effect needs at least two groups")
         return levels
+
+    def _linear_combinations(self, frame: pd.DataFrame) -> tuple[list[str], dict]:
+        """The coefficients' names, each linear combination's ``name:`` expanded to its columns'
+        (``phi1:x1 phi1:1.female phi1:_cons``: the factor-variable design of ``mixed``,
+        design/fixed.py), and per combination (X, positions of its coefficients)."""
+        names, combined = [], {}
+        for name in self.spec.params:
+            if not name.endswith(":"):
+                names.append(name)
+                continue
+            lc = self.spec.lincombs[name[:-1]]
+            term = build(lc.formula, lc.constant, frame)
+            if term.omitted:
+                warnings.warn(f"menl: {lc.name}: {', '.join(term.omitted)} omitted (collinear)", stacklevel=3)
+            combined[lc.name] = (term.X, np.arange(len(names), len(names) + len(term.names)))
+            names += [f"{lc.name}:{c}" for c in term.names]
+        return names, combined
 
     def _residual_key(self) -> tuple[str, ...]:
         """The groups of the within-group errors: the lowest level, i.e. the level whose groups lie
@@ -111,10 +129,11 @@ class NonlinearModel:
 
     # --- the mean function and its derivatives ------------------------------------------
     def mean(self, beta: np.ndarray, b: list[np.ndarray]) -> np.ndarray:
-        P = dict(zip(self.spec.params, beta))
+        P = dict(zip(self.names, beta))
         U = {name: lvl_b[:, j][lvl.refs] for lvl, lvl_b in zip(self.levels, b) for j, name in enumerate(lvl.names)}
+        XB = {name: X @ beta[at] for name, (X, at) in self.combined.items()}
         with np.errstate(all="ignore"):
-            out = np.asarray(self.f(P, U, self.D), dtype=float)
+            out = np.asarray(self.f(P, U, self.D, XB), dtype=float)
         return np.broadcast_to(out, (self.n,)).copy()
 
     def jacobians(self, beta: np.ndarray, b: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -199,12 +218,12 @@ class NonlinearModel:
         X, Zs = self.jacobians(beta, b)
         w = self.y - self.mean(beta, b) + X @ beta + sum(np.sum(Z * lb[lvl.refs], axis=1)
                                                           for lvl, Z, lb in zip(self.levels, Zs, b))
-        spec = ModelSpec(command="menl", response=self.spec.response, fixed=" + ".join(self.spec.params),
-                         fixed_stata=" ".join(self.spec.params), constant=False,
+        spec = ModelSpec(command="menl", response=self.spec.response, fixed=" + ".join(self.names),
+                         fixed_stata=" ".join(self.names), constant=False,
                          levels=tuple(ReLevel(lvl.key, tuple(lvl.names), False, lvl.covariance, lvl.group)
                                       for lvl in self.levels),
                          method=self.spec.method, options=dict(self.spec.options))
-        fixed = FixedTerm(X, tuple(self.spec.params), (), None, tuple(self.spec.params))
+        fixed = FixedTerm(X, tuple(self.names), (), None, tuple(self.names))
         equations = tuple(ReEquation(i, lvl.group, lvl.key, lvl.refs, lvl.labels, Z, tuple(lvl.names),
                                      lvl.covariance) for i, (lvl, Z) in enumerate(zip(self.levels, Zs)))
         return Design(spec, w, fixed, equations, self.sample, residual)
@@ -216,18 +235,19 @@ class NonlinearModel:
 
         Parameters given in ``initial()`` or ``{name=#}`` start there.  For the others a seeded
         random search over values on the scales of the data (0, ±1, ±0.1, ±10 and ± the mean,
-        SD, reciprocal mean and their logs of the response and each covariate) ranks the
+        SD, reciprocal mean and their logs of the response and each covariate, a linear
+        combination's columns included) ranks the
         candidates by the residual sum of squares, and Levenberg–Marquardt runs from the best.
         """
         zero_b = [np.zeros((lvl.n_groups, lvl.k)) for lvl in self.levels]
         scales = [1.0, 0.1, 10.0]
-        for v in self.D.values():
+        for v in [*self.D.values(), *(col for X, _ in self.combined.values() for col in X.T)]:
             a = float(np.mean(np.abs(v)))
             scales += [a, float(np.std(v)), 1 / a if a > 0 else 1.0]
         scales = [s for s in scales if np.isfinite(s) and s > 0]
         values = np.unique(np.round([0.0] + [sign * v for s in scales for v in (s, np.log(s)) for sign in (1, -1)], 12))
         rng = np.random.default_rng(20261125)
-        fixed = np.array([self.spec.initial.get(name, np.nan) for name in self.spec.params])
+        fixed = np.array([self.spec.initial.get(name, np.nan) for name in self.names])
         grid = rng.choice(values, size=(n_candidates, self.p))
         grid[0] = np.where(np.isnan(fixed), 0.0, fixed)
         grid[:, ~np.isnan(fixed)] = fixed[~np.isnan(fixed)]

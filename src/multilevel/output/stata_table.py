@@ -131,12 +131,19 @@ def coefficient_table(res, dftable: str = "default") -> list[str]:
 
 def factor_rows(names):
     """For each coefficient, the lines to print before its row (a blank line and the factor's
-    header, as Stata groups factor levels) and the row's label column."""
-    previous = None
-    for i, name in enumerate(names):
-        group, label = _factor_parts(name)
+    header, as Stata groups factor levels; a rule and the equation's name before the first
+    coefficient of an equation ``phi1:x``, as Stata's multiple-equation tables) and the row's label
+    column."""
+    previous, equation = None, None
+    for i, full in enumerate(names):
+        eq, _, name = full.rpartition(":")
         before = []
-        if group != previous and (group or previous) and i > 0:
+        if eq != equation and (eq or equation):
+            before += ["-" * 13 + "+" + "-" * 64] if i > 0 else []
+            before += [f"{abbreviate(eq, 12):<12} |"] if eq else []
+            equation, previous = eq, None
+        group, label = _factor_parts(name)
+        if group != previous and (group or previous) and i > 0 and not (before and previous is None):
             before.append(f"{'':12} |")
         if group and group != previous:
             before.append(f"{abbreviate(group, 12):>12} |")

@@ -73,13 +73,13 @@ def resolve(name: str, table: dict[str, str], what: str, text: str = "") -> str:
 
 
 def split_top(text: str, sep: str) -> list[str]:
-    """Split at ``sep`` where no parenthesis or bracket is open."""
+    """Split at ``sep`` where no parenthesis, bracket or brace is open."""
     parts, depth, start, i = [], 0, 0, 0
     while i < len(text):
         ch = text[i]
-        if ch in "([":
+        if ch in "([{":
             depth += 1
-        elif ch in ")]":
+        elif ch in ")]}":
             depth -= 1
         elif depth == 0 and text.startswith(sep, i):
             parts.append(text[start:i])
