@@ -16,7 +16,7 @@ from .. import design as _design
 from ..blas import fitting_threads
 from ..spec import ModelSpec, SpecError, parse
 from ..spec.errors import DataError
-from .families import ALLOWED, Ordinal, make_family
+from .families import ALLOWED, Ordinal, Weighted, make_family
 from .model import METHODS
 
 # command -> (family, link)
@@ -53,8 +53,9 @@ def fit_spec(spec: ModelSpec, data: pd.DataFrame):
         spec = replace(spec, constant=False)    # cut points take the place of the constant
     extra_vars = [v for v in (trials_arg, opts.get("exposure"), opts.get("offset"))
                   if isinstance(v, str)]
-    design = _design.build(spec, data, extra_variables=extra_vars)
+    design = _design.build(spec, data, extra_variables=extra_vars, weight_kinds=("fw", "iw", "pw"))
     _check_design(design)
+    _check_weights(design, opts, spec.command)
     frame = data.iloc[design.sample.rows]
     y = design.y
     if fam_name == "ordinal":
@@ -67,10 +68,11 @@ def fit_spec(spec: ModelSpec, data: pd.DataFrame):
                       else np.full(design.n, float(trials_arg)))
         family = make_family(fam_name, link, trials=trials, dispersion=str(opts.get("dispersion", "mean")))
     family.check(y, spec.command)
+    model_family = family if design.weights is None else Weighted(family, design.weights.level1)
     _check_levels(design, method, points)
     title = f"Mixed-effects {TITLES[spec.command]} regression" if spec.command in TITLES else "Mixed-effects GLM"
     offset = _offset(frame, opts, spec.command)
-    res = fit(design, family, y, offset, method=method, points=points,
+    res = fit(design, model_family, y, offset, method=method, points=points,
               title=title, lr_label=_LR.get((family.name, family.link), family.name) + " model",
               backend=opts.pop("optimizer", "nlopt"), level=float(opts.get("level", 95.0)),
               options=opts, command=spec.command)
@@ -152,6 +154,29 @@ def _check_levels(design, method: str, points: int) -> None:
         NestedIntegrator(levels, points, method)      # says how many node combinations it would need
         return
     product_rule(points, terms[0].k)
+
+
+def _check_weights(design, opts: dict[str, Any], command: str) -> None:
+    """What the weighted GLMM fit covers: level-1 ``[fw=]``/``[iw=]`` (the weighted likelihood
+    of :class:`~.families.Weighted`, model-based SEs) in models without crossed effects; the
+    rest is a clear error.  ``vce()`` is not implemented for the GLMM commands."""
+    if opts.get("vce") and str(opts["vce"]).strip().lower() != "oim":
+        raise SpecError(f"{command}: vce({opts['vce']}) is not available yet for the GLMM commands; "
+                        "only the observed-information (oim) standard errors")
+    w = design.weights
+    if w is None:
+        return
+    if any(eq.names[0].startswith("R.") or not eq.group_key for eq in design.equations) or \
+            len({eq.group_key[0] for eq in design.equations}) > 1:
+        raise SpecError(f"{command}: weights are not allowed with crossed random effects, as in Stata")
+    if w.kind == "pw":
+        raise SpecError(f"{command}: sampling weights ([pw=], pweight()) are not available yet for the "
+                        "GLMM commands (the pseudo-likelihood needs the robust variance); use "
+                        "mixed for a linear model")
+    if w.cluster is not None or w.higher:
+        raise SpecError(f"{command}: weights at higher levels (fweight(), iweight() in the "
+                        "random-effects equation) are not available yet for the GLMM commands; "
+                        "level-1 [fw=] and [iw=] are")
 
 
 def _check_design(design) -> None:

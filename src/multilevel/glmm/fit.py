@@ -345,7 +345,7 @@ def fit(design, family, y, offset, *, method: str = "mvaghermite", points: int =
     return GLMMResults(
         spec=design.spec, title=title, family=family.name, link=family.link,
         dispersion=getattr(family, "dispersion", None), intmethod=model.method,
-        intpoints=model.points if model.method != "laplace" else 1, nobs=design.n,
+        intpoints=model.points if model.method != "laplace" else 1, nobs=design.nobs,
         depvar=design.spec.response, fixed=fixed, ancillary=anc, equations=equations, loglik=float(loglik),
         wald=wald_fixed(names, beta, fixed.vcov), lr=lr_vs_linear(loglik, glm.loglik, n_var),
         lr_label=lr_label, ll_fixed_only=glm.loglik, k=p + e + n_var, optsummary=opt, theta=theta,

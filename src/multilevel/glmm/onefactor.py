@@ -48,7 +48,11 @@ H_XI2 = 1e-3    # step for their second derivatives
 
 # --- family derivatives beyond the second ---------------------------------------------------
 def third(family, y, eta, xi) -> np.ndarray:
-    """ℓ‴ = ∂³ log f/∂η³ per observation (analytic for logit and log-Poisson)."""
+    """ℓ‴ = ∂³ log f/∂η³ per observation (analytic for logit and log-Poisson), times the
+    level-1 weights of a :class:`~.families.Weighted` family."""
+    weights = getattr(family, "weights", None)
+    if weights is not None:
+        return (weights if np.ndim(eta) == 1 else weights[:, None]) * third(family.base, y, eta, xi)
     if family.name in ("bernoulli", "binomial") and family.link == "logit":
         n = 1.0 if family.trials is None else (family.trials if np.ndim(eta) == 1 else family.trials[:, None])
         p = special.expit(eta)

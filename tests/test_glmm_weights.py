@@ -1,0 +1,96 @@
+"""Weights in the GLMM commands: level-1 ``[fw=]`` and ``[iw=]``.
+
+The weighted likelihood multiplies each observation's conditional log density inside the
+integral (Rabe-Hesketh & Skrondal 2006, JRSS A 169): integer frequency weights must give the
+fit of the data set with every row replicated (no R needed), and importance weights the
+maximum of the weighted likelihood written directly in R (tests/references/glmm_weights,
+60-point Gauss-Hermite, numDeriv Hessian).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import multilevel as ml
+from multilevel.spec import SpecError
+from multilevel.spec.errors import DataError
+
+REF = Path(__file__).parent / "references" / "glmm_weights"
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture(scope="module")
+def sim() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Clustered binary and count data with integer weights 1-3, and the replicated data."""
+    rng = np.random.default_rng(11)
+    G, n = 30, 8
+    d = pd.DataFrame({"id": np.repeat(np.arange(G), n), "x": rng.normal(size=G * n).round(3)})
+    u = rng.normal(size=G) * 0.8
+    d["y"] = (rng.random(G * n) < 1 / (1 + np.exp(-(-0.3 + 0.7 * d.x + u[d.id])))).astype(float)
+    d["c"] = rng.poisson(np.exp(0.2 + 0.3 * d.x + 0.5 * u[d.id]))
+    d["w"] = rng.integers(1, 4, size=G * n)
+    return d, d.loc[d.index.repeat(d.w)].reset_index(drop=True)
+
+
+@pytest.mark.parametrize("cmd, tol", [
+    ("melogit y x [fw=w] || id:", 1e-6),                          # one factor, adaptive quadrature
+    ("melogit y x [fw=w] || id:, intmethod(laplace)", 1e-6),
+    ("mepoisson c x [fw=w] || id: x", 1e-6),                      # random slope
+    ("meologit c x [fw=w] || id:, intmethod(mcaghermite)", 1e-6),
+    # derivative-free path: the two fits stop within the optimizer's tolerance of each other
+    ("meglm c x [fw=w] || id:, family(nbinomial)", 1e-3),
+])
+def test_fweights_equal_replicated_rows(sim, cmd, tol):
+    data, expanded = sim
+    a = ml.fit(cmd, data=data)
+    b = ml.fit(cmd.replace(" [fw=w]", ""), data=expanded)
+    assert a.nobs == b.nobs == int(data.w.sum())
+    assert a.loglik == pytest.approx(b.loglik, abs=tol)
+    np.testing.assert_allclose(a.fixed.coef, b.fixed.coef, rtol=10 * tol, atol=tol)
+    np.testing.assert_allclose(a.fixed.se, b.fixed.se, rtol=100 * tol)
+    for ea, eb in zip(a.equations, b.equations):
+        np.testing.assert_allclose(ea.cov, eb.cov, rtol=100 * tol)
+
+
+def test_fweights_nested_levels(sim):
+    data, expanded = sim
+    data = data.assign(sub=data.index // 4 % 2)
+    expanded = data.loc[data.index.repeat(data.w)].reset_index(drop=True)
+    a = ml.fit("mepoisson c x [fw=w] || id: || sub:", data=data)
+    b = ml.fit("mepoisson c x || id: || sub:", data=expanded)
+    assert a.loglik == pytest.approx(b.loglik, abs=1e-6)
+    np.testing.assert_allclose(a.fixed.coef, b.fixed.coef, rtol=1e-5)
+
+
+def _bangladesh() -> pd.DataFrame:
+    d = pd.read_csv(DATA / "bangladesh.csv")
+    return d.assign(w=0.5 + 0.25 * (np.arange(len(d)) % 4))
+
+
+def test_iweights_against_direct_ml_in_r():
+    ref = json.loads((REF / "melogit_iw.json").read_text())
+    res = ml.fit(ref["stata"], data=_bangladesh())
+    r, tol = ref["results"], ref["tolerance"]
+    assert res.loglik == pytest.approx(r["loglik"], abs=tol["loglik_abs"])
+    fx = res.fixed_effects.loc[r["fixed"]["names"]]
+    np.testing.assert_allclose(fx.iloc[:, 0], r["fixed"]["estimate"], rtol=tol["coef_rel"])
+    np.testing.assert_allclose(fx.iloc[:, 1], r["fixed"]["se"], rtol=tol["se_rel"])
+    eq = res.equations[0]
+    assert eq.cov[0, 0] == pytest.approx(r["random"][0]["estimate"], rel=tol["var_rel"])
+    assert eq.se[0, 0] == pytest.approx(r["random"][0]["se"], rel=tol["se_rel"])
+    assert res.nobs == 1934           # importance weights do not change the observation count
+
+
+@pytest.mark.parametrize("cmd, message", [
+    ("melogit y x [fw=w] || _all: R.id", "crossed"),
+    ("melogit y x || id:, fweight(wg)", "higher levels"),
+    ("melogit y x [aw=w] || id:", "not supported"),
+])
+def test_refused(sim, cmd, message):
+    data = sim[0].assign(wg=sim[0].id % 3 + 1)
+    with pytest.raises((SpecError, DataError), match=message):
+        ml.fit(cmd, data=data)
