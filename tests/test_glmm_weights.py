@@ -1,10 +1,10 @@
-"""Weights in the GLMM commands: level-1 ``[fw=]`` and ``[iw=]``.
+"""Weights in the GLMM commands: level-1 ``[fw=]``, ``[iw=]``, ``[pw=]``; ``vce(robust | cluster v)``.
 
 The weighted likelihood multiplies each observation's conditional log density inside the
 integral (Rabe-Hesketh & Skrondal 2006, JRSS A 169): integer frequency weights must give the
 fit of the data set with every row replicated (no R needed), and importance weights the
 maximum of the weighted likelihood written directly in R (tests/references/glmm_weights,
-60-point Gauss-Hermite, numDeriv Hessian).
+60-point Gauss-Hermite, numDeriv Hessian), sampling weights and vce() its sandwich.
 """
 from __future__ import annotations
 
@@ -71,9 +71,13 @@ def _bangladesh() -> pd.DataFrame:
     return d.assign(w=0.5 + 0.25 * (np.arange(len(d)) % 4))
 
 
-def test_iweights_against_direct_ml_in_r():
-    ref = json.loads((REF / "melogit_iw.json").read_text())
-    res = ml.fit(ref["stata"], data=_bangladesh())
+@pytest.mark.parametrize("case", ["melogit_iw", "melogit_pw1", "melogit_vce_cluster"])
+def test_against_direct_ml_in_r(case):
+    """[iw=]: model-based SEs; [pw=]: the sandwich clustered at district (vce(robust) implied);
+    vce(cluster dgroup) without weights: the districts' scores summed in 13 clusters."""
+    ref = json.loads((REF / f"{case}.json").read_text())
+    data = _bangladesh().assign(dgroup=lambda d: (d.district - 1) // 5)
+    res = ml.fit(ref["stata"], data=data)
     r, tol = ref["results"], ref["tolerance"]
     assert res.loglik == pytest.approx(r["loglik"], abs=tol["loglik_abs"])
     fx = res.fixed_effects.loc[r["fixed"]["names"]]
@@ -82,13 +86,32 @@ def test_iweights_against_direct_ml_in_r():
     eq = res.equations[0]
     assert eq.cov[0, 0] == pytest.approx(r["random"][0]["estimate"], rel=tol["var_rel"])
     assert eq.se[0, 0] == pytest.approx(r["random"][0]["se"], rel=tol["se_rel"])
-    assert res.nobs == 1934           # importance weights do not change the observation count
+    assert res.nobs == 1934           # importance and sampling weights do not change the count
+    text = str(res)
+    if case == "melogit_iw":
+        assert not res.vce and "LR test" in text
+    else:
+        n = 60 if case == "melogit_pw1" else 13
+        assert res.clusters[0] == n and "Log pseudolikelihood" in text and "LR test" not in text
+        assert f"(Std. err. adjusted for {n} clusters in" in text
+
+
+def test_vce_robust_keyword_equals_unit_pweights():
+    data = _bangladesh().assign(one=1.0)
+    a = ml.melogit("c_use urban age || district:", data, vce="robust")
+    b = ml.fit("melogit c_use urban age [pw=one] || district:", data=data)
+    np.testing.assert_allclose(a.fixed.se, b.fixed.se, rtol=1e-8)
+    assert a.vce == "Robust" and a.clusters == (60, "district")
 
 
 @pytest.mark.parametrize("cmd, message", [
     ("melogit y x [fw=w] || _all: R.id", "crossed"),
     ("melogit y x || id:, fweight(wg)", "higher levels"),
     ("melogit y x [aw=w] || id:", "not supported"),
+    ("melogit y x [pw=w] || id:, vce(oim)", "require vce"),
+    ("melogit y x [pw=w] || id:, intmethod(laplace)", "laplace"),
+    ("melogit y x || id:, vce(cluster nosuch)", "not found"),
+    ("melogit y x || id:, vce(bootstrap)", "use oim, robust"),
 ])
 def test_refused(sim, cmd, message):
     data = sim[0].assign(wg=sim[0].id % 3 + 1)

@@ -34,7 +34,7 @@ _LR = {("bernoulli", "logit"): "logistic", ("binomial", "logit"): "logistic", ("
 KEYWORDS = ("family", "link", "binomial", "exposure", "offset", "intmethod", "intpoints", "dispersion",
             "or", "irr", "eform", "level", "stddeviations", "variance", "noretable", "nofetable",
             "noheader", "nogroup", "nolrtest", "nolog", "log", "optimizer", "startvalues", "startgrid",
-            "from_", "noestimate")
+            "from_", "noestimate", "vce")
 MAX_POINTS = 128
 
 
@@ -55,7 +55,7 @@ def fit_spec(spec: ModelSpec, data: pd.DataFrame):
                   if isinstance(v, str)]
     design = _design.build(spec, data, extra_variables=extra_vars, weight_kinds=("fw", "iw", "pw"))
     _check_design(design)
-    _check_weights(design, opts, spec.command)
+    vce = _check_weights(design, opts, spec.command, method, data)
     frame = data.iloc[design.sample.rows]
     y = design.y
     if fam_name == "ordinal":
@@ -75,7 +75,7 @@ def fit_spec(spec: ModelSpec, data: pd.DataFrame):
     res = fit(design, model_family, y, offset, method=method, points=points,
               title=title, lr_label=_LR.get((family.name, family.link), family.name) + " model",
               backend=opts.pop("optimizer", "nlopt"), level=float(opts.get("level", 95.0)),
-              options=opts, command=spec.command)
+              options=opts, command=spec.command, vce=vce)
     res._remember_inputs(family, y, offset)
     return res
 
@@ -156,27 +156,37 @@ def _check_levels(design, method: str, points: int) -> None:
     product_rule(points, terms[0].k)
 
 
-def _check_weights(design, opts: dict[str, Any], command: str) -> None:
-    """What the weighted GLMM fit covers: level-1 ``[fw=]``/``[iw=]`` (the weighted likelihood
-    of :class:`~.families.Weighted`, model-based SEs) in models without crossed effects; the
-    rest is a clear error.  ``vce()`` is not implemented for the GLMM commands."""
-    if opts.get("vce") and str(opts["vce"]).strip().lower() != "oim":
-        raise SpecError(f"{command}: vce({opts['vce']}) is not available yet for the GLMM commands; "
-                        "only the observed-information (oim) standard errors")
+def _check_weights(design, opts: dict[str, Any], command: str, method: str, data: pd.DataFrame):
+    """The weights and ``vce()`` the GLMM fit covers, and the robust variance's clusters
+    ((code per observation, variable) or None).  Level-1 ``[fw=]``/``[iw=]``/``[pw=]`` are the
+    weighted likelihood of :class:`~.families.Weighted`; ``[pw=]`` implies ``vce(robust)``
+    (clusters at the top level), as Stata.  Higher-level weights, crossed models and a robust
+    variance by Laplace are a clear error."""
+    from ..inference.robust import cluster_codes
+
     w = design.weights
-    if w is None:
-        return
-    if any(eq.names[0].startswith("R.") or not eq.group_key for eq in design.equations) or \
-            len({eq.group_key[0] for eq in design.equations}) > 1:
-        raise SpecError(f"{command}: weights are not allowed with crossed random effects, as in Stata")
-    if w.kind == "pw":
-        raise SpecError(f"{command}: sampling weights ([pw=], pweight()) are not available yet for the "
-                        "GLMM commands (the pseudo-likelihood needs the robust variance); use "
-                        "mixed for a linear model")
-    if w.cluster is not None or w.higher:
-        raise SpecError(f"{command}: weights at higher levels (fweight(), iweight() in the "
-                        "random-effects equation) are not available yet for the GLMM commands; "
-                        "level-1 [fw=] and [iw=] are")
+    vce = str(opts.get("vce") or "").strip()
+    if w is not None:
+        if any(eq.names[0].startswith("R.") or not eq.group_key for eq in design.equations) or \
+                len({eq.group_key[0] for eq in design.equations}) > 1:
+            raise SpecError(f"{command}: weights are not allowed with crossed random effects, as in Stata")
+        if w.cluster is not None or w.higher:
+            raise SpecError(f"{command}: weights at higher levels (fweight(), iweight(), pweight() in the "
+                            "random-effects equation) are not available yet for the GLMM commands; "
+                            "level-1 [fw=], [iw=] and [pw=] are")
+    if w is not None and w.kind == "pw":
+        if vce.lower() == "oim":
+            raise SpecError("sampling weights require vce(robust) or vce(cluster), as in Stata")
+        vce = vce or "robust"
+    if not vce or vce.lower() == "oim":
+        return None
+    if method == "laplace":
+        raise SpecError(f"{command}: the robust variance (vce(robust), vce(cluster), [pw=]) is not "
+                        "available yet with intmethod(laplace); use adaptive quadrature")
+    try:
+        return cluster_codes(design, vce, data)
+    except ValueError as err:
+        raise SpecError(f"{command}: {err}") from None
 
 
 def _check_design(design) -> None:

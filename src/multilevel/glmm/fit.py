@@ -299,8 +299,10 @@ def _to_x(model: GeneralizedLinearMixedModel, psi: np.ndarray, phi_fixed: np.nda
 
 def fit(design, family, y, offset, *, method: str = "mvaghermite", points: int = 7, title: str = "",
         lr_label: str = "", backend: str = "nlopt", level: float = 95.0, options: dict | None = None,
-        command: str = "meglm") -> GLMMResults:
-    """Fit the GLMM and return frozen :class:`GLMMResults`."""
+        command: str = "meglm", vce: tuple | None = None) -> GLMMResults:
+    """Fit the GLMM and return frozen :class:`GLMMResults`; ``vce`` = (cluster code per
+    observation, cluster variable) gives the robust variance (one grouping factor, adaptive
+    quadrature: :func:`.fastfit.fast_fit`)."""
     model = GeneralizedLinearMixedModel(design, family, y, offset, method, points)
     names = design.fixed.names
     glm = fit_glm(family, model.X, y, model.offset, names)
@@ -315,11 +317,16 @@ def fit(design, family, y, offset, *, method: str = "mvaghermite", points: int =
             model.theta0 = start.theta
         newton = None
         if backend == "nlopt":
-            fast = _fast(model, glm if start.default else replace(glm, beta=start.beta, xi=start.xi))
+            fast = _fast(model, glm if start.default else replace(glm, beta=start.beta, xi=start.xi),
+                         None if vce is None else vce[0])
             if fast is None:
                 newton = newton_fit(model, glm.beta if start.default else start.beta, model.theta_start())
         if fast is not None:
             opt, x, vcov, phi, free, loglik = fast.opt, fast.x, fast.vcov, fast.phi, fast.free, fast.loglik
+        elif vce is not None:
+            raise DataError("the robust variance (vce(robust), vce(cluster), sampling weights) is available "
+                            "for one grouping level fitted by adaptive quadrature with every variance away "
+                            "from zero; this fit is not")
         else:
             if newton is not None:
                 opt, scale = newton
@@ -351,16 +358,17 @@ def fit(design, family, y, offset, *, method: str = "mvaghermite", points: int =
         lr_label=lr_label, ll_fixed_only=glm.loglik, k=p + e + n_var, optsummary=opt, theta=theta,
         level=level, sample_notes=_sample_notes(design), warnings=notes,
         options={k: v for k, v in options.items() if k not in START_OPTIONS},
-        design=design, command=command)
+        design=design, command=command, vce="Robust" if vce is not None else "",
+        clusters=() if vce is None else (int(vce[0].max()) + 1, vce[1]))
 
 
-def _fast(model: GeneralizedLinearMixedModel, glm: GLMFit):
+def _fast(model: GeneralizedLinearMixedModel, glm: GLMFit, clusters: np.ndarray | None = None):
     """The one-factor Newton fit (:func:`.fastfit.fast_fit`) from ``glm``'s β, ξ; None where it does
     not apply or breaks down arithmetically (Newton from a far start), and the derivative-free
     fit takes over."""
     try:
         with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
-            return fast_fit(model, glm)
+            return fast_fit(model, glm, clusters)
     except ArithmeticError:
         return None
 

@@ -403,9 +403,11 @@ class OneFactor:
         return Hpp + np.einsum("gda,gab,gfb->df", Gu, m.Hinv, Gu)
 
     # --- fixed-node quadrature ----------------------------------------------------------------
-    def quadrature(self, x, nodes, logw, m, C, logdet_c: float, derivatives: int = 2):
+    def quadrature(self, x, nodes, logw, m, C, logdet_c: float, derivatives: int = 2,
+                   per_group: bool = False):
         """Q at x with the nodes u_gj = m_g + C_g t_j fixed; with ``derivatives`` ≥ 1 its
-        gradient, with 2 its Hessian, in x.  Also the posterior weights and the nodes.
+        gradient (with ``per_group`` each group's, (G, d): the scores of the sandwich), with 2
+        its Hessian, in x.  Also the posterior weights and the nodes.
 
         Returns (Q, grad, hess, P (G, M), U (G, M, k)).
         """
@@ -446,7 +448,7 @@ class OneFactor:
             for c in range(e):
                 Ga[:, :, p + c] = self.gsum(dll[c])
         gbar = np.einsum("gj,gjd->gd", P, Ga)
-        grad = gbar.sum(0)
+        grad = gbar if per_group else gbar.sum(0)
         if derivatives < 2:
             return Q, grad, None, P, U
         # Σ_gj P_gj ∂²a_gj/∂x∂xᵀ: ℓ″ weighted by P, summed against x x, x z, z z

@@ -27,10 +27,10 @@ gh <- function(Q) {                             # Golub-Welsch, for N(0, 1)
   list(t = sqrt(2) * e$values, logw = log(e$vectors[1, ]^2))
 }
 ## par = (b_cons, b_urban, b_age, log sigma); one log contribution per district
-contrib <- function(par, Q = 60) {
+contrib <- function(par, Q = 60, w = dat$w) {
   r <- gh(Q)
   e <- outer(drop(X %*% par[1:3]), exp(par[4]) * r$t, "+")             # n x Q
-  lf <- dat$w * (y * e - log1p(exp(-abs(e))) - pmax(e, 0))             # w_i log f
+  lf <- w * (y * e - log1p(exp(-abs(e))) - pmax(e, 0))             # w_i log f
   s <- rowsum(lf, g) + matrix(r$logw, max(g), Q, byrow = TRUE)
   mx <- apply(s, 1, max)
   mx + log(rowSums(exp(s - mx)))
@@ -46,7 +46,7 @@ G <- nrow(S)
 V_model <- solve(-H)
 V_robust <- solve(H) %*% (G / (G - 1) * crossprod(S)) %*% solve(H)
 sig2 <- exp(2 * par[4])
-out_case <- function(V, id, stata, note) list(
+out_case <- function(V, id, stata, note, w = dat$w) list(
   id = id, dataset = "bangladesh", dataset_path = "tests/data/bangladesh.csv",
   weights = "w = 0.5 + 0.25 * (i mod 4), i the 0-based row", stata = stata,
   reference = note, versions = VERS, date = as.character(Sys.Date()),
@@ -57,8 +57,8 @@ out_case <- function(V, id, stata, note) list(
     random = list(list(level = "district", names = "var(_cons)", estimate = sig2,
                        se = 2 * sig2 * sqrt(V[4, 4])))),
   tolerance = default_tolerance(),
-  checks = list(Q60_minus_Q40_at_optimum = sum(contrib(par, 60)) - sum(contrib(par, 40)),
-                Q60_minus_Q80_at_optimum = sum(contrib(par, 60)) - sum(contrib(par, 80)),
+  checks = list(Q60_minus_Q40_at_optimum = sum(contrib(par, 60, w = w)) - sum(contrib(par, 40, w = w)),
+                Q60_minus_Q80_at_optimum = sum(contrib(par, 60, w = w)) - sum(contrib(par, 80, w = w)),
                 score_sum = colSums(S)))
 write_case(out_case(V_model, "glmm_weights_melogit_iw", "melogit c_use urban age [iw=w] || district:, intpoints(20)",
                     "direct ML of the weighted likelihood, 60-point Gauss-Hermite, numDeriv Hessian"),
@@ -67,3 +67,27 @@ write_case(out_case(V_robust, "glmm_weights_melogit_pw1", "melogit c_use urban a
                     "direct maximum of the pseudo-likelihood, 60-point Gauss-Hermite; sandwich H^-1 [G/(G-1) sum s_j s_j'] H^-1 (numDeriv)"),
            file.path(OUT, "melogit_pw1.json"))
 cat(sprintf("ll = %.10f\n", ll)); print(par); print(sqrt(diag(V_model))); print(sqrt(diag(V_robust)))
+
+## * unweighted, vce(cluster dgroup) with dgroup = floor((district - 1) / 5) (districts nested in
+##   13 clusters): the sandwich with the districts' scores summed within each cluster.
+one <- rep(1, nrow(dat))
+obj1 <- function(par) -sum(contrib(par, w = one))
+o <- nlminb(c(-1.5, 0.7, 0, log(0.5)), obj1, control = list(rel.tol = 1e-14, eval.max = 1e4, iter.max = 1e4))
+o2 <- optim(o$par, obj1, method = "BFGS", control = list(reltol = 1e-15, maxit = 1000))
+par <- if (o2$value < o$objective) o2$par else o$par
+ll <- -obj1(par)
+H <- -numDeriv::hessian(obj1, par)
+Sd <- numDeriv::jacobian(function(p) contrib(p, w = one), par)
+dgroup <- (sort(unique(dat$district)) - 1) %/% 5
+S <- rowsum(Sd, dgroup)
+C <- nrow(S)
+V <- solve(H) %*% (C / (C - 1) * crossprod(S)) %*% solve(H)
+sig2 <- exp(2 * par[4])
+case <- out_case(V, "glmm_weights_melogit_vce_cluster",
+                 "melogit c_use urban age || district:, vce(cluster dgroup) intpoints(20)",
+                 "direct ML, 60-point Gauss-Hermite; sandwich with district scores summed in 13 clusters (numDeriv)", w = one)
+case$weights <- NULL
+case$cluster <- "dgroup = (district - 1) // 5"
+case$checks$score_sum <- colSums(S)
+write_case(case, file.path(OUT, "melogit_vce_cluster.json"))
+print(sqrt(diag(V)))
