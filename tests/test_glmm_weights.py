@@ -1,4 +1,5 @@
-"""Weights in the GLMM commands: level-1 ``[fw=]``, ``[iw=]``, ``[pw=]``; ``vce(robust | cluster v)``.
+"""Weights in the GLMM commands: ``[fw=]``, ``[iw=]``, ``[pw=]`` and the group level's ``fweight()``,
+``iweight()``, ``pweight()``; ``vce(robust | cluster v)``.
 
 The weighted likelihood multiplies each observation's conditional log density inside the
 integral (Rabe-Hesketh & Skrondal 2006, JRSS A 169): integer frequency weights must give the
@@ -66,17 +67,33 @@ def test_fweights_nested_levels(sim):
     np.testing.assert_allclose(a.fixed.coef, b.fixed.coef, rtol=1e-5)
 
 
+@pytest.mark.parametrize("options", ["", " intmethod(mcaghermite) intpoints(9)"])
+def test_group_fweights_equal_replicated_groups(sim, options):
+    """fweight() of the groups: each group counted w_j times, as copies with their own ids."""
+    data = sim[0].assign(wg=sim[0].id % 3 + 1)
+    copies = pd.concat([data[data.wg > k].assign(id=lambda d, k=k: d.id + 1000 * k) for k in range(3)],
+                       ignore_index=True)
+    a = ml.fit("mepoisson c x || id:, fweight(wg)" + options, data=data)
+    b = ml.fit("mepoisson c x || id:" + ("," + options if options else ""), data=copies)
+    assert a.nobs == b.nobs == len(copies)
+    assert a.loglik == pytest.approx(b.loglik, abs=1e-6)
+    np.testing.assert_allclose(a.fixed.coef, b.fixed.coef, rtol=1e-5)
+    np.testing.assert_allclose(a.fixed.se, b.fixed.se, rtol=1e-4)
+    np.testing.assert_allclose(a.equations[0].cov, b.equations[0].cov, rtol=1e-4)
+
+
 def _bangladesh() -> pd.DataFrame:
     d = pd.read_csv(DATA / "bangladesh.csv")
     return d.assign(w=0.5 + 0.25 * (np.arange(len(d)) % 4))
 
 
-@pytest.mark.parametrize("case", ["melogit_iw", "melogit_pw1", "melogit_vce_cluster"])
+@pytest.mark.parametrize("case", ["melogit_iw", "melogit_pw1", "melogit_pw2", "melogit_vce_cluster"])
 def test_against_direct_ml_in_r(case):
-    """[iw=]: model-based SEs; [pw=]: the sandwich clustered at district (vce(robust) implied);
-    vce(cluster dgroup) without weights: the districts' scores summed in 13 clusters."""
+    """[iw=]: model-based SEs; [pw=] (and with pweight() of the districts): the sandwich
+    clustered at district (vce(robust) implied); vce(cluster dgroup) without weights: the
+    districts' scores summed in 13 clusters."""
     ref = json.loads((REF / f"{case}.json").read_text())
-    data = _bangladesh().assign(dgroup=lambda d: (d.district - 1) // 5)
+    data = _bangladesh().assign(dgroup=lambda d: (d.district - 1) // 5, wd=lambda d: 1 + (d.district % 3) / 2)
     res = ml.fit(ref["stata"], data=data)
     r, tol = ref["results"], ref["tolerance"]
     assert res.loglik == pytest.approx(r["loglik"], abs=tol["loglik_abs"])
@@ -91,7 +108,7 @@ def test_against_direct_ml_in_r(case):
     if case == "melogit_iw":
         assert not res.vce and "LR test" in text
     else:
-        n = 60 if case == "melogit_pw1" else 13
+        n = 13 if case == "melogit_vce_cluster" else 60
         assert res.clusters[0] == n and "Log pseudolikelihood" in text and "LR test" not in text
         assert f"(Std. err. adjusted for {n} clusters in" in text
 
@@ -106,7 +123,9 @@ def test_vce_robust_keyword_equals_unit_pweights():
 
 @pytest.mark.parametrize("cmd, message", [
     ("melogit y x [fw=w] || _all: R.id", "crossed"),
-    ("melogit y x || id:, fweight(wg)", "higher levels"),
+    ("melogit y x || id:, fweight(wg) intmethod(laplace)", "laplace"),
+    ("melogit y x || id:, pweight(wg) || sub:", "several levels"),
+    ("melogit y x || id:, fweight(wg) vce(robust)", "not available yet"),
     ("melogit y x [aw=w] || id:", "not supported"),
     ("melogit y x [pw=w] || id:, vce(oim)", "require vce"),
     ("melogit y x [pw=w] || id:, intmethod(laplace)", "laplace"),
@@ -114,6 +133,6 @@ def test_vce_robust_keyword_equals_unit_pweights():
     ("melogit y x || id:, vce(bootstrap)", "use oim, robust"),
 ])
 def test_refused(sim, cmd, message):
-    data = sim[0].assign(wg=sim[0].id % 3 + 1)
+    data = sim[0].assign(wg=sim[0].id % 3 + 1, sub=sim[0].index // 4 % 2)
     with pytest.raises((SpecError, DataError), match=message):
         ml.fit(cmd, data=data)

@@ -170,10 +170,16 @@ def _check_weights(design, opts: dict[str, Any], command: str, method: str, data
         if any(eq.names[0].startswith("R.") or not eq.group_key for eq in design.equations) or \
                 len({eq.group_key[0] for eq in design.equations}) > 1:
             raise SpecError(f"{command}: weights are not allowed with crossed random effects, as in Stata")
-        if w.cluster is not None or w.higher:
-            raise SpecError(f"{command}: weights at higher levels (fweight(), iweight(), pweight() in the "
-                            "random-effects equation) are not available yet for the GLMM commands; "
-                            "level-1 [fw=], [iw=] and [pw=] are")
+        if w.higher:
+            raise SpecError(f"{command}: weights at higher levels of a model with several levels are not "
+                            "available yet for the GLMM commands; level-1 [fw=], [iw=], [pw=] are, and "
+                            "fweight(), iweight(), pweight() with one grouping level")
+        if w.cluster is not None and method == "laplace":
+            raise SpecError(f"{command}: weights of the groups are not available yet with "
+                            "intmethod(laplace); use adaptive quadrature")
+        if w.cluster is not None and w.kind != "pw" and vce and vce.lower() != "oim":
+            raise SpecError(f"{command}: vce({vce}) with {w.kind[0]}weight() at the group level is not "
+                            "available yet")
     if w is not None and w.kind == "pw":
         if vce.lower() == "oim":
             raise SpecError("sampling weights require vce(robust) or vce(cluster), as in Stata")

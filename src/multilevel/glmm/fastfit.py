@@ -173,11 +173,11 @@ def _quadrature(model, one, x, opt: OptSummary, clusters: np.ndarray | None = No
             return np.zeros((one.G, one.k)), np.broadcast_to(np.eye(one.k), (one.G, one.k, one.k)), 0.0
         if method == "mcaghermite" or P is None:
             gm = one.modes_at(x)
-            return (gm.u, *integ.root(gm.Hinv, lam))
+            return (gm.u, *integ.root(gm.Hinv, lam, one.wg))
         m = np.einsum("gj,gja->ga", P, U)
         D = U - m[:, None, :]
         V = np.einsum("gj,gja,gjb->gab", P, D, D)
-        return (m, *integ.root(V, lam))
+        return (m, *integ.root(V, lam, one.wg))
 
     state = centre(x)
     Q, g, H, P, U = one.quadrature(x, nodes, logw, *state, derivatives=0 if adaptive else 2)
@@ -211,7 +211,7 @@ def _quadrature(model, one, x, opt: OptSummary, clusters: np.ndarray | None = No
     V = np.linalg.inv(-H)
     if clusters is not None:
         scores = one.quadrature(x, nodes, logw, *state, derivatives=1, per_group=True)[1]
-        V = _sandwich(one, V, scores, clusters)
+        V = _sandwich(one, V, scores if one.wg is None else scores * one.wg[:, None], clusters)
     return x, V, Q
 
 

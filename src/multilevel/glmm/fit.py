@@ -323,10 +323,10 @@ def fit(design, family, y, offset, *, method: str = "mvaghermite", points: int =
                 newton = newton_fit(model, glm.beta if start.default else start.beta, model.theta_start())
         if fast is not None:
             opt, x, vcov, phi, free, loglik = fast.opt, fast.x, fast.vcov, fast.phi, fast.free, fast.loglik
-        elif vce is not None:
-            raise DataError("the robust variance (vce(robust), vce(cluster), sampling weights) is available "
-                            "for one grouping level fitted by adaptive quadrature with every variance away "
-                            "from zero; this fit is not")
+        elif vce is not None or (design.weights is not None and design.weights.cluster is not None):
+            raise DataError("the robust variance (vce(robust), vce(cluster), sampling weights) and weights "
+                            "of the groups are available for one grouping level fitted by adaptive "
+                            "quadrature with every variance away from zero; this fit is not")
         else:
             if newton is not None:
                 opt, scale = newton
