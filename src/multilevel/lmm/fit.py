@@ -128,7 +128,7 @@ def results_at(model: LinearMixedModel, opt: OptSummary, level: float = 95.0,
     rows, label = _residual_rows(model, opt.final, sigma2, nat)
     return MixedResults(
         spec=design.spec, title=f"Mixed-effects {'REML' if reml else 'ML'} regression",
-        method="reml" if reml else "ml", nobs=design.nobs, depvar=design.spec.response,
+        method="reml" if reml else "ml", nobs=_nobs(model), depvar=design.spec.response,
         fixed=FixedEffects(names, beta, vcov, design.fixed.omitted), equations=equations,
         residual_var=sigma2, residual_se=2 * sigma2 * _se(nat.vcov, nat.free, len(nat.phi) - 1),
         residual_phi_se=_se(nat.vcov, nat.free, len(nat.phi) - 1), loglik=loglik,
@@ -138,6 +138,12 @@ def results_at(model: LinearMixedModel, opt: OptSummary, level: float = 95.0,
         sample_notes=_sample_notes(design), warnings=notes, options=dict(options or {}), design=design,
         residual_label=label, residual_rows=rows,
         residual_extra=residual_extra(model.residual, rows, opt.final[model.residual_slice]) if rows else {})
+
+
+def _nobs(model: LinearMixedModel) -> int:
+    """Stata's e(N): the sum of frequency weights, but the rows with sampling weights."""
+    w = model.design.weights
+    return model.design.n if w is not None and w.kind == "pw" else int(model.n_obs)
 
 
 def _residual_rows(model, theta, sigma2, nat) -> tuple[tuple, str]:
