@@ -111,6 +111,8 @@ def test_against_direct_ml_in_r(case):
         n = 13 if case == "melogit_vce_cluster" else 60
         assert res.clusters[0] == n and "Log pseudolikelihood" in text and "LR test" not in text
         assert f"(Std. err. adjusted for {n} clusters in" in text
+        html = res._repr_html_()
+        assert "Robust std. err." in html and "Log pseudolikelihood" in html and "LR test" not in html
 
 
 def test_vce_robust_keyword_equals_unit_pweights():
