@@ -51,6 +51,7 @@ def test_fweights_equal_replicated_rows(sim, cmd, tol):
     b = ml.fit(cmd.replace(" [fw=w]", ""), data=expanded)
     assert a.nobs == b.nobs == int(data.w.sum())
     assert a.loglik == pytest.approx(b.loglik, abs=tol)
+    assert a.ll_fixed_only == pytest.approx(b.ll_fixed_only, abs=1e-6)
     np.testing.assert_allclose(a.fixed.coef, b.fixed.coef, rtol=10 * tol, atol=tol)
     np.testing.assert_allclose(a.fixed.se, b.fixed.se, rtol=100 * tol)
     for ea, eb in zip(a.equations, b.equations):
@@ -76,6 +77,7 @@ def test_group_fweights_equal_replicated_groups(sim, options):
     a = ml.fit("mepoisson c x || id:, fweight(wg)" + options, data=data)
     b = ml.fit("mepoisson c x || id:" + ("," + options if options else ""), data=copies)
     assert a.nobs == b.nobs == len(copies)
+    assert a.ll_fixed_only == pytest.approx(b.ll_fixed_only, abs=1e-6)    # the LR test's baseline
     assert a.loglik == pytest.approx(b.loglik, abs=1e-6)
     np.testing.assert_allclose(a.fixed.coef, b.fixed.coef, rtol=1e-5)
     np.testing.assert_allclose(a.fixed.se, b.fixed.se, rtol=1e-4)

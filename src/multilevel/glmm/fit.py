@@ -31,6 +31,7 @@ from ..lmm.model import equation_blocks
 from ..optimize import OptSummary, minimize, minimize_with_gradient
 from ..spec.errors import DataError
 from .fastfit import fast_fit
+from .families import Weighted
 from .glm import GLMFit, fit_glm
 from .laplace_gradient import LaplaceGradient
 from .model import GeneralizedLinearMixedModel
@@ -305,7 +306,9 @@ def fit(design, family, y, offset, *, method: str = "mvaghermite", points: int =
     quadrature: :func:`.fastfit.fast_fit`)."""
     model = GeneralizedLinearMixedModel(design, family, y, offset, method, points)
     names = design.fixed.names
-    glm = fit_glm(family, model.X, y, model.offset, names)
+    w = design.weights      # the model without random effects weights each row by all its weights
+    glm = fit_glm(family if w is None or w.cluster is None else Weighted(family.base, w.total),
+                  model.X, y, model.offset, names)
     _separation(glm, names)
     options = dict(options or {})
     start = start_values(model, glm, options)
