@@ -145,12 +145,10 @@ def test_near_zero_variance_is_snapped_to_the_boundary(pig):
 
 
 @pytest.mark.parametrize("options,message", [
-    ("[fw=w] || district:", "weights are not implemented"), ("|| district:, pweight(w)", "weights are not"),
-    ("|| district:, vce(robust)", r"vce\(robust\) is not implemented"),
-    ("|| district:, vce(cluster district)", "is not implemented for GLMMs"),
     ("|| district:, reml", "reml not allowed"), ("|| district:, residuals(independent, by(urban))", "mixed's")])
 def test_glmm_options_it_cannot_honour_are_errors_not_ignored(options, message):
-    """GLMMs used to fit these as if the option were absent (the same estimates and SEs)."""
+    """GLMMs used to fit these as if the option were absent (the same estimates and SEs); weights
+    and vce() are fitted (tests/test_glmm_weights.py)."""
     from tests.conftest import load_data
 
     d = load_data("bangladesh.csv").assign(w=2)

@@ -49,6 +49,12 @@ class Design:
         return float(self.weights.total.sum()) if self.weights is not None else float(len(self.y))
 
     @property
+    def nobs(self) -> int:
+        """Stata's e(N): the sum of frequency weights, else the rows (sampling, importance weights)."""
+        w = self.weights
+        return int(round(w.total.sum())) if w is not None and w.kind == "fw" else self.n
+
+    @property
     def n(self) -> int:
         return len(self.y)
 
@@ -57,11 +63,13 @@ class Design:
         return self.fixed.X
 
 
-def build(spec: ModelSpec, data: pd.DataFrame, extra_variables: tuple[str, ...] | list[str] = ()) -> Design:
+def build(spec: ModelSpec, data: pd.DataFrame, extra_variables: tuple[str, ...] | list[str] = (),
+          weight_kinds: tuple[str, ...] = ("fw", "pw")) -> Design:
     """The :class:`Design` of ``spec`` on ``data`` (listwise deletion, as Stata).
 
     ``extra_variables`` are other columns the model uses (binomial trials,
-    exposure, offset): they must exist and take part in listwise deletion.
+    exposure, offset): they must exist and take part in listwise deletion.  ``weight_kinds``:
+    the weight types the command takes.
     """
     if not isinstance(data, pd.DataFrame):
         raise DataError(f"data must be a pandas DataFrame, not {type(data).__name__}")
@@ -91,7 +99,7 @@ def build(spec: ModelSpec, data: pd.DataFrame, extra_variables: tuple[str, ...] 
         if not spec.levels:
             raise DataError("residuals() needs a level for its groups: add '|| group:, noconstant'")
         residual = build_residual(rspec, spec.levels[-1].group, frame)
-    weights = weights_design.build(spec, frame, equations)
+    weights = weights_design.build(spec, frame, equations, weight_kinds)
     return Design(spec, y, fx, equations, sample, residual, weights)
 
 

@@ -1,4 +1,5 @@
-"""Weights: level-1 ``[fw=]``/``[pw=]`` and higher-level ``fweight()``/``pweight()``.
+"""Weights: level-1 ``[fw=]``/``[pw=]`` (GLMMs also ``[iw=]``) and higher-level ``fweight()``/``pweight()``
+(``iweight()``).
 
 Pseudo-likelihood (Rabe-Hesketh & Skrondal 2006, JRSS A 169; Pfeffermann et
 al. 1998, JRSS B 60; [ME] mixed, Survey data), for two levels
@@ -55,8 +56,9 @@ def variables(spec) -> list[str]:
     return out
 
 
-def build(spec, frame: pd.DataFrame, equations: tuple) -> Weights | None:
-    """The :class:`Weights` of ``spec`` on the estimation sample (random-effects ``equations``), or None."""
+def build(spec, frame: pd.DataFrame, equations: tuple, kinds: tuple[str, ...] = ("fw", "pw")) -> Weights | None:
+    """The :class:`Weights` of ``spec`` on the estimation sample (random-effects ``equations``), or None.
+    ``kinds``: the weight types the command takes (``mixed``: fw, pw; the GLMM commands also iw)."""
     level1 = spec.options.get("weight")
     levels = spec.options.get("level_weights") or {}
     if not level1 and not levels:
@@ -65,13 +67,13 @@ def build(spec, frame: pd.DataFrame, equations: tuple) -> Weights | None:
         raise DataError("weights are not allowed with reml, as in Stata")
     if spec.options.get("dfmethod"):
         raise DataError("weights are not allowed with dfmethod(), as in Stata")
-    kinds = {level1[0]} if level1 else set()
-    kinds |= {"fw" if k == "fweight" else "pw" for opts in levels.values() for k in opts}
-    if len(kinds) > 1:
-        raise DataError("frequency and sampling weights cannot be combined")
-    kind = kinds.pop()
-    if kind not in ("fw", "pw"):
-        raise DataError(f"[{kind}=] weights are not supported; use [fw=] or [pw=]")
+    given = {level1[0]} if level1 else set()
+    given |= {k[0] + "w" for opts in levels.values() for k in opts}
+    if len(given) > 1:
+        raise DataError("weights of different types (" + ", ".join(sorted(given)) + ") cannot be combined")
+    kind = given.pop()
+    if kind not in kinds:
+        raise DataError(f"[{kind}=] weights are not supported; use " + " or ".join(f"[{k}=]" for k in kinds))
     n = len(frame)
     w1 = _values(frame, level1[1], kind) if level1 else np.ones(n)
     top = equations[0] if len({eq.group_key for eq in equations}) == 1 and equations[0].group_key else None

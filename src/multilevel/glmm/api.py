@@ -16,7 +16,7 @@ from .. import design as _design
 from ..blas import fitting_threads
 from ..spec import ModelSpec, SpecError, parse
 from ..spec.errors import DataError
-from .families import ALLOWED, Ordinal, make_family
+from .families import ALLOWED, Ordinal, Weighted, make_family
 from .model import METHODS
 
 # command -> (family, link)
@@ -34,7 +34,7 @@ _LR = {("bernoulli", "logit"): "logistic", ("binomial", "logit"): "logistic", ("
 KEYWORDS = ("family", "link", "binomial", "exposure", "offset", "intmethod", "intpoints", "dispersion",
             "or", "irr", "eform", "level", "stddeviations", "variance", "noretable", "nofetable",
             "noheader", "nogroup", "nolrtest", "nolog", "log", "optimizer", "startvalues", "startgrid",
-            "from_", "noestimate")
+            "from_", "noestimate", "vce")
 MAX_POINTS = 128
 
 
@@ -54,8 +54,9 @@ def fit_spec(spec: ModelSpec, data: pd.DataFrame):
         spec = replace(spec, constant=False)    # cut points take the place of the constant
     extra_vars = [v for v in (trials_arg, opts.get("exposure"), opts.get("offset"))
                   if isinstance(v, str)]
-    design = _design.build(spec, data, extra_variables=extra_vars)
+    design = _design.build(spec, data, extra_variables=extra_vars, weight_kinds=("fw", "iw", "pw"))
     _check_design(design)
+    vce = _check_weights(design, opts, spec.command, method, data)
     frame = data.iloc[design.sample.rows]
     y = design.y
     if fam_name == "ordinal":
@@ -68,33 +69,38 @@ def fit_spec(spec: ModelSpec, data: pd.DataFrame):
                       else np.full(design.n, float(trials_arg)))
         family = make_family(fam_name, link, trials=trials, dispersion=str(opts.get("dispersion", "mean")))
     family.check(y, spec.command)
+    model_family = family if design.weights is None else Weighted(family, design.weights.level1)
     _check_levels(design, method, points)
     title = f"Mixed-effects {TITLES[spec.command]} regression" if spec.command in TITLES else "Mixed-effects GLM"
     offset = _offset(frame, opts, spec.command)
-    res = fit(design, family, y, offset, method=method, points=points,
+    res = fit(design, model_family, y, offset, method=method, points=points,
               title=title, lr_label=_LR.get((family.name, family.link), family.name) + " model",
               backend=opts.pop("optimizer", "nlopt"), level=float(opts.get("level", 95.0)),
-              options=opts, command=spec.command)
+              options=opts, command=spec.command, vce=vce)
     res._remember_inputs(family, y, offset)
     return res
 
 
 def _check_options(spec: ModelSpec) -> None:
-    """Options that would change the estimates but that the GLMM fit does not implement are an
-    error, not ignored: weights and vce(robust | cluster) (Stata's me commands have them); reml,
-    residuals() and dfmethod() (mixed's only: [ME] meglm has none of them)."""
+    """mixed's options that would change the estimates are an error, not ignored: reml,
+    residuals() and dfmethod() ([ME] meglm has none of them)."""
     opts = spec.options
     if spec.method == "reml":
         raise SpecError(f"{spec.command}: option reml not allowed (GLMMs are fitted by maximum likelihood)")
     for name in ("residuals", "dfmethod"):
         if name in opts:
             raise SpecError(f"{spec.command}: option {name}() not allowed (it is mixed's)")
+
+
+def refuse_weights_and_vce(spec: ModelSpec) -> None:
+    """For a command whose fit has no weights or robust variance (mestreg): an error, not ignored."""
+    opts = spec.options
     if opts.get("weight") or opts.get("level_weights"):
-        raise SpecError(f"{spec.command}: weights are not implemented for GLMMs; fit without them")
+        raise SpecError(f"{spec.command}: weights are not implemented for {spec.command}; fit without them")
     vce = str(opts.get("vce", "oim")).strip().lower()
     if vce not in ("oim", ""):
-        raise SpecError(f"{spec.command}: vce({vce}) is not implemented for GLMMs (only the observed "
-                        "information, vce(oim))")
+        raise SpecError(f"{spec.command}: vce({vce}) is not implemented for {spec.command} (only the "
+                        "observed information, vce(oim))")
 
 
 def _family(command: str, opts: dict[str, Any]) -> tuple[str, str, Any]:
@@ -171,6 +177,45 @@ def _check_levels(design, method: str, points: int) -> None:
         NestedIntegrator(levels, points, method)      # says how many node combinations it would need
         return
     product_rule(points, terms[0].k)
+
+
+def _check_weights(design, opts: dict[str, Any], command: str, method: str, data: pd.DataFrame):
+    """The weights and ``vce()`` the GLMM fit covers, and the robust variance's clusters
+    ((code per observation, variable) or None).  Level-1 ``[fw=]``/``[iw=]``/``[pw=]`` are the
+    weighted likelihood of :class:`~.families.Weighted`; ``[pw=]`` implies ``vce(robust)``
+    (clusters at the top level), as Stata.  Higher-level weights, crossed models and a robust
+    variance by Laplace are a clear error."""
+    from ..inference.robust import cluster_codes
+
+    w = design.weights
+    vce = str(opts.get("vce") or "").strip()
+    if w is not None:
+        if any(eq.names[0].startswith("R.") or not eq.group_key for eq in design.equations) or \
+                len({eq.group_key[0] for eq in design.equations}) > 1:
+            raise SpecError(f"{command}: weights are not allowed with crossed random effects, as in Stata")
+        if w.higher:
+            raise SpecError(f"{command}: weights at higher levels of a model with several levels are not "
+                            "available yet for the GLMM commands; level-1 [fw=], [iw=], [pw=] are, and "
+                            "fweight(), iweight(), pweight() with one grouping level")
+        if w.cluster is not None and method == "laplace":
+            raise SpecError(f"{command}: weights of the groups are not available yet with "
+                            "intmethod(laplace); use adaptive quadrature")
+        if w.cluster is not None and w.kind != "pw" and vce and vce.lower() != "oim":
+            raise SpecError(f"{command}: vce({vce}) with {w.kind[0]}weight() at the group level is not "
+                            "available yet")
+    if w is not None and w.kind == "pw":
+        if vce.lower() == "oim":
+            raise SpecError("sampling weights require vce(robust) or vce(cluster), as in Stata")
+        vce = vce or "robust"
+    if not vce or vce.lower() == "oim":
+        return None
+    if method == "laplace":
+        raise SpecError(f"{command}: the robust variance (vce(robust), vce(cluster), [pw=]) is not "
+                        "available yet with intmethod(laplace); use adaptive quadrature")
+    try:
+        return cluster_codes(design, vce, data)
+    except ValueError as err:
+        raise SpecError(f"{command}: {err}") from None
 
 
 def _check_design(design) -> None:

@@ -490,6 +490,29 @@ class Ordinal(_Family):
         return (ll, d1, d2) if order else (ll, None, None)
 
 
+class Weighted:
+    """A family whose per-observation log density is multiplied by level-1 weights w_i:
+    ℓ_i = w_i log f(y_i | η_i) and likewise its η-derivatives, so that every sum over
+    observations (the fixed-only fit, the modes, Laplace and quadrature) is the weighted one
+    (Rabe-Hesketh & Skrondal 2006, JRSS A 169, eq. 2; [ME] meglm, Methods and formulas).
+    Integer frequency weights give the likelihood of the data with each row replicated.
+    Everything else is the unweighted ``base`` family's.
+    """
+
+    def __init__(self, base, weights: np.ndarray):
+        self.base, self.weights = base, np.asarray(weights, dtype=float)
+
+    def __getattr__(self, name):
+        return getattr(self.base, name)
+
+    def derivs(self, y, eta, xi=(), order=2):
+        w = _col(self.weights, eta)
+        return tuple(None if d is None else w * d for d in self.base.derivs(y, eta, xi, order))
+
+    def loglik(self, y, eta, xi=()):
+        return _col(self.weights, eta) * self.base.loglik(y, eta, xi)
+
+
 def make_family(name: str, link: str | None = None, *, trials=None, dispersion: str = "mean",
                 levels=None):
     """The family object for Stata's ``family(name) link(link)``.

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..inference.robust import meat
 from ..optimize import OptSummary
 from ..optimize.backends import damped_step
 from .onefactor import OneFactor
@@ -42,8 +43,10 @@ class FastFit:
     blups: list           # [(G, k)] b = Λû
 
 
-def fast_fit(model, glm) -> FastFit | None:
-    """Fit ``model`` (one grouping factor) from the fixed-only fit ``glm``; None if not applicable."""
+def fast_fit(model, glm, clusters: np.ndarray | None = None) -> FastFit | None:
+    """Fit ``model`` (one grouping factor) from the fixed-only fit ``glm``; None if not applicable.
+    With ``clusters`` (a code per observation; adaptive quadrature only) the variance is the
+    sandwich of :func:`_sandwich`."""
     if len(model.terms) != 1:
         return None
     one = OneFactor(model)
@@ -55,7 +58,7 @@ def fast_fit(model, glm) -> FastFit | None:
             if model.method == "laplace":
                 x, V, ll = _laplace_information(model, one, x, opt)
             else:
-                x, V, ll = _quadrature(model, one, x, opt)
+                x, V, ll = _quadrature(model, one, x, opt, clusters)
             if not (np.isfinite(ll) and np.all(np.isfinite(x))):
                 return None
             return _finish(model, one, opt, x, V, ll)
@@ -152,11 +155,12 @@ def _newton_step(model, x, H, g):
 
 
 # --- adaptive quadrature ----------------------------------------------------------------------
-def _quadrature(model, one, x, opt: OptSummary, max_iter: int = 100, tol: float = 1e-10,
-                moved_tol: float = 1e-4):
+def _quadrature(model, one, x, opt: OptSummary, clusters: np.ndarray | None = None, max_iter: int = 100,
+                tol: float = 1e-10, moved_tol: float = 1e-4):
     """Newton–Raphson on the fixed-node rule, re-centring the nodes between steps, until the
     Newton decrement gᵀ(−H)⁻¹g (twice the predicted gain in log likelihood) is below ``tol``
-    and the adaptive nodes moved less than ``moved_tol`` in the last re-centring."""
+    and the adaptive nodes moved less than ``moved_tol`` in the last re-centring.  Returns
+    (x, Var x̂, log likelihood), Var x̂ = (−H)⁻¹ or, with ``clusters``, the sandwich."""
     integ = model.integrator
     nodes, logw = integ.nodes, integ.logw
     method = model.method
@@ -169,11 +173,11 @@ def _quadrature(model, one, x, opt: OptSummary, max_iter: int = 100, tol: float 
             return np.zeros((one.G, one.k)), np.broadcast_to(np.eye(one.k), (one.G, one.k, one.k)), 0.0
         if method == "mcaghermite" or P is None:
             gm = one.modes_at(x)
-            return (gm.u, *integ.root(gm.Hinv, lam))
+            return (gm.u, *integ.root(gm.Hinv, lam, one.wg))
         m = np.einsum("gj,gja->ga", P, U)
         D = U - m[:, None, :]
         V = np.einsum("gj,gja,gjb->gab", P, D, D)
-        return (m, *integ.root(V, lam))
+        return (m, *integ.root(V, lam, one.wg))
 
     state = centre(x)
     Q, g, H, P, U = one.quadrature(x, nodes, logw, *state, derivatives=0 if adaptive else 2)
@@ -204,7 +208,22 @@ def _quadrature(model, one, x, opt: OptSummary, max_iter: int = 100, tol: float 
         raise ValueError("adaptive quadrature: Newton–Raphson did not converge")
     opt.n_evals = len(opt.fitlog)
     opt.final, opt.fmin = x, -2 * Q
-    return x, np.linalg.inv(-H), Q
+    V = np.linalg.inv(-H)
+    if clusters is not None:
+        scores = one.quadrature(x, nodes, logw, *state, derivatives=1, per_group=True)[1]
+        V = _sandwich(one, V, scores if one.wg is None else scores * one.wg[:, None], clusters)
+    return x, V, Q
+
+
+def _sandwich(one, V: np.ndarray, scores: np.ndarray, clusters: np.ndarray) -> np.ndarray:
+    """V [G/(G−1) Σ_c s_c s_cᵀ] V with s_c the sum of the group scores (rows of ``scores``) in
+    cluster c (Huber 1967, White 1980; with sampling weights the pseudo-likelihood's robust
+    variance, Rabe-Hesketh & Skrondal 2006; [ME] meglm, Methods and formulas)."""
+    group_cluster = np.empty(one.G, dtype=np.int64)
+    group_cluster[one.refs] = clusters
+    S = np.zeros((int(clusters.max()) + 1, scores.shape[1]))
+    np.add.at(S, group_cluster, scores)
+    return V @ meat(S) @ V
 
 
 # --- results in Stata's metric ------------------------------------------------------------------

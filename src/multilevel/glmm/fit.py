@@ -31,6 +31,7 @@ from ..lmm.model import equation_blocks
 from ..optimize import OptSummary, minimize, minimize_with_gradient
 from ..spec.errors import DataError
 from .fastfit import fast_fit
+from .families import Weighted
 from .glm import GLMFit, fit_glm
 from .laplace_gradient import LaplaceGradient
 from .model import GeneralizedLinearMixedModel
@@ -321,11 +322,15 @@ def _to_x(model: GeneralizedLinearMixedModel, psi: np.ndarray, phi_fixed: np.nda
 
 def fit(design, family, y, offset, *, method: str = "mvaghermite", points: int = 7, title: str = "",
         lr_label: str = "", backend: str = "nlopt", level: float = 95.0, options: dict | None = None,
-        command: str = "meglm") -> GLMMResults:
-    """Fit the GLMM and return frozen :class:`GLMMResults`."""
+        command: str = "meglm", vce: tuple | None = None) -> GLMMResults:
+    """Fit the GLMM and return frozen :class:`GLMMResults`; ``vce`` = (cluster code per
+    observation, cluster variable) gives the robust variance (one grouping factor, adaptive
+    quadrature: :func:`.fastfit.fast_fit`)."""
     model = GeneralizedLinearMixedModel(design, family, y, offset, method, points)
     names = design.fixed.names
-    glm = fit_glm(family, model.X, y, model.offset, names)
+    w = design.weights      # the model without random effects weights each row by all its weights
+    glm = fit_glm(family if w is None or w.cluster is None else Weighted(family.base, w.total),
+                  model.X, y, model.offset, names)
     if family.separable:
         _separation(glm, names)
     options = dict(options or {})
@@ -338,11 +343,16 @@ def fit(design, family, y, offset, *, method: str = "mvaghermite", points: int =
             model.theta0 = start.theta
         newton = None
         if backend == "nlopt":
-            fast = _fast(model, glm if start.default else replace(glm, beta=start.beta, xi=start.xi))
+            fast = _fast(model, glm if start.default else replace(glm, beta=start.beta, xi=start.xi),
+                         None if vce is None else vce[0])
             if fast is None:
                 newton = newton_fit(model, glm.beta if start.default else start.beta, model.theta_start())
         if fast is not None:
             opt, x, vcov, phi, free, loglik = fast.opt, fast.x, fast.vcov, fast.phi, fast.free, fast.loglik
+        elif vce is not None or (design.weights is not None and design.weights.cluster is not None):
+            raise DataError("the robust variance (vce(robust), vce(cluster), sampling weights) and weights "
+                            "of the groups are available for one grouping level fitted by adaptive "
+                            "quadrature with every variance away from zero; this fit is not")
         else:
             if newton is not None:
                 opt, scale = newton
@@ -368,22 +378,23 @@ def fit(design, family, y, offset, *, method: str = "mvaghermite", points: int =
     return GLMMResults(
         spec=design.spec, title=title, family=family.name, link=family.link,
         dispersion=getattr(family, "dispersion", None), intmethod=model.method,
-        intpoints=model.points if model.method != "laplace" else 1, nobs=design.n,
+        intpoints=model.points if model.method != "laplace" else 1, nobs=design.nobs,
         depvar=design.spec.response, fixed=fixed, ancillary=anc, equations=equations, loglik=float(loglik),
         wald=wald_fixed(names, beta, fixed.vcov), lr=lr_vs_linear(loglik, glm.loglik, n_var),
         lr_label=lr_label, ll_fixed_only=glm.loglik, k=p + e + n_var, optsummary=opt, theta=theta,
         level=level, sample_notes=_sample_notes(design), warnings=notes,
         options={k: v for k, v in options.items() if k not in START_OPTIONS},
-        design=design, command=command)
+        design=design, command=command, vce="Robust" if vce is not None else "",
+        clusters=() if vce is None else (int(vce[0].max()) + 1, vce[1]))
 
 
-def _fast(model: GeneralizedLinearMixedModel, glm: GLMFit):
+def _fast(model: GeneralizedLinearMixedModel, glm: GLMFit, clusters: np.ndarray | None = None):
     """The one-factor Newton fit (:func:`.fastfit.fast_fit`) from ``glm``'s β, ξ; None where it does
     not apply or breaks down arithmetically (Newton from a far start), and the derivative-free
     fit takes over."""
     try:
         with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
-            return fast_fit(model, glm)
+            return fast_fit(model, glm, clusters)
     except ArithmeticError:
         return None
 

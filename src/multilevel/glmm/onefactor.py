@@ -48,7 +48,11 @@ H_XI2 = 1e-3    # step for their second derivatives
 
 # --- family derivatives beyond the second ---------------------------------------------------
 def third(family, y, eta, xi) -> np.ndarray:
-    """ℓ‴ = ∂³ log f/∂η³ per observation (analytic for logit and log-Poisson)."""
+    """ℓ‴ = ∂³ log f/∂η³ per observation (analytic for logit and log-Poisson), times the
+    level-1 weights of a :class:`~.families.Weighted` family."""
+    weights = getattr(family, "weights", None)
+    if weights is not None:
+        return (weights if np.ndim(eta) == 1 else weights[:, None]) * third(family.base, y, eta, xi)
     if family.name in ("bernoulli", "binomial") and family.link == "logit":
         n = 1.0 if family.trials is None else (family.trials if np.ndim(eta) == 1 else family.trials[:, None])
         p = special.expit(eta)
@@ -148,6 +152,11 @@ class OneFactor:
         self.zz = self.z[:, self.ia] * self.z[:, self.ib]
         self.linear = all(isinstance(s, (Identity, Independent, Unstructured)) for s in t.structures)
         self.ones = self.k == 1 and bool(np.all(self.z == 1.0))
+        w = model.design.weights
+        self.wg = None           # weights of the groups (level-2 weights), or None
+        if w is not None and w.cluster is not None:
+            self.wg = np.zeros(self.G)
+            self.wg[t.refs] = w.cluster
         self._u = None           # warm start of the modes
         self._last = None        # (x, GroupModes) of the last evaluation: the next modes are predicted
 
@@ -399,9 +408,12 @@ class OneFactor:
         return Hpp + np.einsum("gda,gab,gfb->df", Gu, m.Hinv, Gu)
 
     # --- fixed-node quadrature ----------------------------------------------------------------
-    def quadrature(self, x, nodes, logw, m, C, logdet_c: float, derivatives: int = 2):
+    def quadrature(self, x, nodes, logw, m, C, logdet_c: float, derivatives: int = 2,
+                   per_group: bool = False):
         """Q at x with the nodes u_gj = m_g + C_g t_j fixed; with ``derivatives`` ≥ 1 its
-        gradient, with 2 its Hessian, in x.  Also the posterior weights and the nodes.
+        gradient (with ``per_group`` each group's, (G, d): the scores of the sandwich), with 2
+        its Hessian, in x.  Also the posterior weights and the nodes.  With level-2 weights w_g
+        (``wg``) Q = Σ_g w_g log L_g + Σ log|C_g| (the latter weighted by the caller).
 
         Returns (Q, grad, hess, P (G, M), U (G, M, k)).
         """
@@ -423,10 +435,12 @@ class OneFactor:
         M = len(logw)
         Ag = self.gsum(ll) + logw - 0.5 * np.sum(U * U, axis=2) + 0.5 * np.sum(nodes ** 2, axis=1)
         lse = logsumexp(Ag, axis=1)
-        Q = float(lse.sum() + logdet_c)
+        wg = self.wg        # level-2 weights multiply each group's log integral
+        Q = float((lse if wg is None else wg * lse).sum() + logdet_c)
         P = np.exp(Ag - lse[:, None])
         if not derivatives:
             return Q, None, None, P, U
+        Pw = P if wg is None else P * wg[:, None]
         p, e, nt, k = self.p, self.e, self.nt, self.k
         d = p + e + nt
         dl = self.dlam(theta)
@@ -442,11 +456,11 @@ class OneFactor:
             for c in range(e):
                 Ga[:, :, p + c] = self.gsum(dll[c])
         gbar = np.einsum("gj,gjd->gd", P, Ga)
-        grad = gbar.sum(0)
+        grad = gbar if per_group else (gbar.sum(0) if wg is None else wg @ gbar)
         if derivatives < 2:
             return Q, grad, None, P, U
         # Σ_gj P_gj ∂²a_gj/∂x∂xᵀ: ℓ″ weighted by P, summed against x x, x z, z z
-        Pi = P[refs]
+        Pi = Pw[refs]
         q = Pi * d2
         H = np.zeros((d, d))
         H[:p, :p] = self.X.T @ (self.X * q.sum(1)[:, None])
@@ -467,6 +481,6 @@ class OneFactor:
         d2l = self.d2lam(theta)
         if d2l is not None:
             dd = np.einsum("lmab,gjb->gjlma", d2l, U)
-            H[p + e:, p + e:] += np.einsum("gj,gjlma,gaj->lm", P, dd, ZS)
-        H += np.einsum("gj,gjd,gjf->df", P, Ga, Ga) - gbar.T @ gbar
+            H[p + e:, p + e:] += np.einsum("gj,gjlma,gaj->lm", Pw, dd, ZS)
+        H += np.einsum("gj,gjd,gjf->df", Pw, Ga, Ga) - gbar.T @ (gbar if wg is None else gbar * wg[:, None])
         return Q, grad, H, P, U

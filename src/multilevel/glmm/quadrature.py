@@ -97,10 +97,11 @@ class GroupIntegrator:
         self.perm = cons_first(term)
         self._last = None   # (posterior means, covariances) of the last mean–variance fit
 
-    def root(self, V: np.ndarray, lam: np.ndarray) -> tuple[np.ndarray, float]:
-        """Roots C_g of the u-space covariances V_g (:func:`cov_root`) and Σ log|C_g|."""
+    def root(self, V: np.ndarray, lam: np.ndarray, weights: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+        """Roots C_g of the u-space covariances V_g (:func:`cov_root`) and Σ log|C_g|
+        (Σ w_g log|C_g| with the groups' ``weights``)."""
         C, logdet = cov_root(V, lam, self.perm)
-        return C, float(logdet.sum())
+        return C, float((logdet if weights is None else weights * logdet).sum())
 
     def _node_terms(self, eta0, lam, m, C, loglik):
         """u_gj (G, M, k) and a_gj = ℓ_g(u_gj) − ½‖u_gj‖² + ½‖t_j‖² + log w_j."""

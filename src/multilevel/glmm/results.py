@@ -58,6 +58,8 @@ class GLMMResults(FitSummary):
     design: Any = None
     command: str = "meglm"
     method: str = "ml"
+    vce: str = ""                 # "" (observed information) or "Robust"
+    clusters: tuple = ()          # (number of clusters, cluster variable) for a robust vce
 
     # --- summaries: aic, bic, converged from FitSummary ----------------------------------
     @property

@@ -31,25 +31,55 @@ from .tests import wald_fixed
 
 def top_level_codes(res) -> np.ndarray:
     """The highest-level groups of each observation (the default clusters)."""
-    top = min(res.design.equations, key=lambda eq: len(eq.group_key))
+    return _top_level(res.design).refs
+
+
+def _top_level(design):
+    top = min(design.equations, key=lambda eq: len(eq.group_key))
     if not top.group_key:
         raise ValueError("vce(robust) needs a highest level other than _all; use vce(cluster varname)")
-    return top.refs
+    return top
 
 
 def sandwich(res, clusters: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Robust covariance of (β, σ) and the order of σ: [(equation index, i, j)] + residual."""
     S, cw, H, labels = cluster_scores(res, clusters)
     w = res.design.weights
-    if w is not None and w.kind == "fw":   # replicated clusters: each copy is a cluster
-        B, G = (S * cw[:, None]).T @ S, cw.sum()
-    else:                                  # sampling weights scale each cluster's score
-        B, G = (S * cw[:, None]).T @ (S * cw[:, None]), len(S)
     p = len(res.fixed.coef)
     D = np.zeros_like(H)   # Stata's OIM e(V): block diagonal between β and the variance parameters
     D[:p, :p] = np.linalg.inv(-H[:p, :p])
     D[p:, p:] = -np.linalg.inv(H)[p:, p:]
-    return D @ (G / (G - 1) * B) @ D, labels
+    return D @ meat(S, cw, w is not None and w.kind == "fw") @ D, labels
+
+
+def meat(S: np.ndarray, cw: np.ndarray | None = None, replicated: bool = False) -> np.ndarray:
+    """G/(G−1) Σ_c s_c s_cᵀ for the clusters' scores S (rows): with ``replicated`` (frequency
+    weights cw) each copy of a cluster counts as one, else the weights scale the scores."""
+    cw = np.ones(len(S)) if cw is None else cw
+    if replicated:
+        B, G = (S * cw[:, None]).T @ S, cw.sum()
+    else:
+        B, G = (S * cw[:, None]).T @ (S * cw[:, None]), len(S)
+    return G / (G - 1) * B
+
+
+def cluster_codes(design, vce: str, data: pd.DataFrame | None) -> tuple[np.ndarray, str]:
+    """The clusters of ``vce(robust)`` (the highest level) or ``vce(cluster var)`` per
+    observation, and their variable's name."""
+    words = vce.split()
+    kind = words[0].lower()
+    if kind not in ("robust", "cluster", "cl") or (kind != "robust" and len(words) != 2):
+        raise ValueError(f"vce({vce}): use oim, robust or cluster varname")
+    if kind == "robust":
+        top = _top_level(design)
+        return top.refs, top.label
+    var = words[1]
+    frame = data.iloc[design.sample.rows] if data is not None else None
+    if frame is None or var not in frame:
+        raise ValueError(f"cluster variable '{var}' not found in the data")
+    clusters, _ = group_codes(frame.reset_index(drop=True), (var,))
+    _check_nesting(design, clusters, var)
+    return clusters, var
 
 
 def cluster_scores(res, clusters: np.ndarray):
@@ -138,17 +168,8 @@ def apply_vce(res, vce: str, data: pd.DataFrame | None = None):
         raise ValueError("vce(robust) and vce(cluster) are not allowed with REML, as in Stata")
     if res.residual_rows:
         raise ValueError("vce(robust) is not available with residuals() structures")
-    if kind == "robust":
-        clusters, var = top_level_codes(res), min(res.design.equations, key=lambda eq: len(eq.group_key)).label
-        label = "Robust"
-    else:
-        var = words[1]
-        frame = data.iloc[res.design.sample.rows] if data is not None else None
-        if frame is None or var not in frame:
-            raise ValueError(f"cluster variable '{var}' not found in the data")
-        clusters, _ = group_codes(frame.reset_index(drop=True), (var,))
-        _check_nesting(res, clusters, var)
-        label = "Robust"
+    clusters, var = cluster_codes(res.design, vce, data)
+    label = "Robust"
     V, labels = sandwich(res, clusters)
     p = len(res.fixed.names)
     fixed = FixedEffects(res.fixed.names, res.fixed.coef, V[:p, :p], res.fixed.omitted)
@@ -186,9 +207,9 @@ def _phi_se(e, se: np.ndarray) -> np.ndarray:
     return out
 
 
-def _check_nesting(res, clusters: np.ndarray, var: str) -> None:
+def _check_nesting(design, clusters: np.ndarray, var: str) -> None:
     """Every top-level group must lie within one cluster, as Stata requires."""
-    top = min(res.design.equations, key=lambda eq: len(eq.group_key))
+    top = min(design.equations, key=lambda eq: len(eq.group_key))
     per_group = pd.Series(clusters).groupby(top.refs).nunique()
     if (per_group > 1).any():
         raise ValueError(f"highest-level groups are not nested within {var}")

@@ -29,7 +29,9 @@ def _facts(res) -> list[list[str]]:
     facts.append(["Integration method", res.intmethod])
     if res.intmethod != "laplace":
         facts.append(["Integration pts.", str(res.intpoints)])
-    facts.append(["Log likelihood", fmt_g(res.loglik, 10).strip()])
+    facts.append(["Log pseudolikelihood" if res.vce else "Log likelihood", fmt_g(res.loglik, 10).strip()])
+    if res.vce:
+        facts.append(["Std. err. adjusted for", f"{res.clusters[0]:,} clusters in {res.clusters[1]}"])
     if res.wald.df:
         facts += [[f"Wald chi2({res.wald.df})", fmt_f(res.wald.stat, 10, 2).strip()],
                   ["Prob > chi2", fmt_f(res.wald.pvalue, 10, 4).strip()]]
@@ -63,10 +65,11 @@ def render_html(res, stddeviations: bool = False, **options) -> str:
     lvl = f"{res.level:g}"
     head = EFORM[eform] if eform else "Coefficient"
     parts = [f"<div class='multilevel-results'><p><b>{escape(res.title)}</b></p>", _table(["", ""], _facts(res)),
-             _table([res.depvar, head, "Std. err.", "z", "P>|z|", f"[{lvl}% conf.", "interval]"], _fixed(res, eform)),
+             _table([res.depvar, head, "Robust std. err." if res.vce else "Std. err.", "z", "P>|z|",
+                     f"[{lvl}% conf.", "interval]"], _fixed(res, eform)),
              _table(["Equation", "Random-effects parameters", "Estimate", "Std. err.", f"[{lvl}% conf.",
                      "interval]"], _random(res, bool(stddeviations)))]
-    if res.lr.df and not options.get("nolrtest"):
+    if res.lr.df and not options.get("nolrtest") and not res.vce:
         from .glmm_table import lr_line
 
         parts.append(f"<p>{escape(lr_line(res)[0])}</p>")

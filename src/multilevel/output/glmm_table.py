@@ -50,7 +50,8 @@ def header(res) -> list[str]:
     lines.append(_pair(method, "Integration pts.", str(res.intpoints)) if res.intmethod != "laplace" else method)
     wald = res.wald
     lines += ["", _right(f"Wald chi2({wald.df})", fmt_f(wald.stat, 10, 2) if wald.df else "."),
-              _pair(f"Log likelihood = {fmt_g(res.loglik, 10).strip()}", "Prob > chi2",
+              _pair(f"Log {'pseudolikelihood' if res.vce else 'likelihood'} = {fmt_g(res.loglik, 10).strip()}",
+                    "Prob > chi2",
                     fmt_f(wald.pvalue, 10, 4) if wald.df else ".")]
     return lines
 
@@ -66,8 +67,11 @@ def coefficient_rows(res, eform: str | None) -> list[str]:
     fe = res.fixed_effects
     head = EFORM[eform] if eform else "Coefficient"
     lvl = f"{res.level:g}"
-    lines = [LINE, f"{abbreviate(res.depvar, 12):>12} | {head:>11}  Std. err.      z    P>|z|     "
-             f"[{lvl}% conf. interval]", SEP]
+    lines = [LINE, f"{abbreviate(res.depvar, 12):>12} | {head:>11}  {'std. err.' if res.vce else 'Std. err.'}"
+             f"      z    P>|z|     [{lvl}% conf. interval]", SEP]
+    if res.vce:     # as mixed's table (stata_table.coefficient_table)
+        note = f"(Std. err. adjusted for {res.clusters[0]:,} clusters in {res.clusters[1]})"
+        lines[:1] = [f"{note:>78}", LINE, f"{'':13}|{'':15}Robust"]
     for (before, text), (_, row) in zip(factor_rows(fe.index), fe.iterrows()):
         lines += before
         est, se, lo, hi = row.estimate, row.se, row.ci_lower, row.ci_upper
@@ -135,7 +139,7 @@ def render(res, stddeviations: bool = False, noheader: bool = False, nofetable: 
         what = EFORM_NOTES[eform]
         out += [f"Note: Estimates are transformed only in the first equation to {what[0]}.",
                 f"Note: _cons estimates baseline {what[1]} (conditional on zero random effects)."]
-    if res.lr.df and not options.get("nolrtest"):
+    if res.lr.df and not options.get("nolrtest") and not res.vce:
         out += lr_line(res, res.lr_label)
     for note in res.warnings:
         out += ["", f"Note: {note}"]

@@ -27,6 +27,7 @@ _ABBREV = {
     "tolerance": "tol",
     "fweight": "fw",
     "pweight": "pw",
+    "iweight": "iw",
     "collinear": "coll",
     "family": "f",
     "link": "li",
@@ -60,7 +61,7 @@ COV_NAMES = {
     "unstructured": "un",
 }
 
-RE_OPTIONS = {"covariance", "noconstant", "collinear", "fweight", "pweight"}
+RE_OPTIONS = {"covariance", "noconstant", "collinear", "fweight", "pweight", "iweight"}
 
 
 def resolve(name: str, table: dict[str, str], what: str, text: str = "") -> str:

@@ -157,7 +157,7 @@ def _parse_level(segment: str, path: tuple[str, ...], text: str, offset: int):
     cov = re_opts.get("covariance", "identity" if has_r else "independent")
     level = ReLevel(group=group, terms=terms, constant=constant, covariance=cov,
                     label="_all" if levelvar == "_all" else levelvar)
-    extra = {k: v for k, v in re_opts.items() if k in ("fweight", "pweight")}
+    extra = {k: v for k, v in re_opts.items() if k in ("fweight", "pweight", "iweight")}
     if extra:
         global_opts.setdefault("level_weights", {})[level.name] = extra
     return level, group, global_opts

@@ -14,7 +14,7 @@ import pandas as pd
 
 from .. import design as _design
 from ..blas import fitting_threads
-from ..glmm.api import _check_design, _check_levels, _check_options, _integration, _resolve
+from ..glmm.api import _check_design, _check_levels, _check_options, _integration, _resolve, refuse_weights_and_vce
 from ..spec import ModelSpec, SpecError
 from ..spec.errors import DataError
 from .families import DISTRIBUTIONS, PH_CAPABLE, make_survival_family
@@ -35,6 +35,7 @@ def fit_spec(spec: ModelSpec, data: pd.DataFrame, stset: str | None):
         raise SpecError("mestreg: the model has no random-effects equation ('|| group:'); "
                         "fit a model without random effects instead")
     _check_options(spec)
+    refuse_weights_and_vce(spec)
     st = parse_stset(stset)
     opts = dict(spec.options)
     if not opts.get("distribution"):
