@@ -5,6 +5,7 @@ Columns linearly dependent on earlier ones are omitted (Stata's ``_rmcoll``:
 """
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass
 
@@ -13,7 +14,7 @@ import pandas as pd
 
 from ..linalg.dense import schur_pivots, spd_solve
 from ..spec.errors import DataError
-from ..spec.factor import level_label, stata_name
+from ..spec.factor import _POWER_COL as _POWER, level_label, stata_name
 from .levels import base_and_levels
 
 
@@ -27,6 +28,7 @@ class FixedTerm:
     model_spec: object | None  # formulaic ModelSpec (None when X is plain columns)
     columns: tuple[str, ...] = ()  # all columns before omission, Stata names
     factors: tuple = ()  # (variable, levels) of each i.var read without formulaic, in order
+    cells: tuple = ()  # (term, ((variable, levels, base), ...)) of each interaction coded in cells
 
     def matrix(self, data: pd.DataFrame) -> np.ndarray:
         """X for new data: the same columns (omitted ones left out), same encoding."""
@@ -37,8 +39,8 @@ class FixedTerm:
                                "_cons" in self.columns, len(data))
         else:
             mm = self.model_spec.get_model_matrix(_categoricals_as_int(data, str(self.model_spec.formula)))
-            X = _cons_last(np.asarray(mm, dtype=float), [stata_name(c) for c in mm.columns],
-                           "_cons" in self.columns)[0]
+            X, cols, _ = _interaction_cells(mm, data, dict(self.cells))
+            X = _cons_last(X, cols, "_cons" in self.columns)[0]
         keep = [c in self.names for c in self.columns]
         return X[:, keep]
 
@@ -99,16 +101,84 @@ def build(formula: str, constant: bool, frame: pd.DataFrame,
 
         mm = model_matrix(rhs, _categoricals_as_int(frame, formula), na_action="raise")
         model_spec = mm.model_spec
-        X, cols = _cons_last(np.asarray(mm, dtype=float), [stata_name(c) for c in mm.columns], constant)
+        X, cols, cells = _interaction_cells(mm, frame, {} if r_coding else None)
+        X, cols = _cons_last(X, cols, constant)
+        return _full_rank(X, cols, constant, model_spec, cells=tuple(cells.items()))
     return _full_rank(X, cols, constant, model_spec)
 
 
-def _full_rank(X: np.ndarray, cols: list[str], constant: bool, model_spec, factors: tuple = ()) -> FixedTerm:
-    """The :class:`FixedTerm` with the columns that depend on earlier ones omitted."""
-    keep = _independent_columns(X, prefer_last=constant)
+def _full_rank(X: np.ndarray, cols: list[str], constant: bool, model_spec, factors: tuple = (),
+               cells: tuple = ()) -> FixedTerm:
+    """The :class:`FixedTerm` with the columns that depend on earlier ones omitted (in
+    interactions coded in cells, those with the fewest factors at their base level first)."""
+    bases = {f"{level_label(str(base))}.{var}" for _, levels in cells for var, base, _ in levels}
+    at_base = [sum(p in bases for p in c.split("#")) for c in cols]
+    keep = _independent_columns(X, prefer_last=constant, priority=at_base if cells else None)
     omitted = tuple(c for c, k in zip(cols, keep) if not k)
     return FixedTerm(X if keep.all() else X[:, keep], tuple(c for c, k in zip(cols, keep) if k), omitted,
-                     model_spec, tuple(cols), factors)
+                     model_spec, tuple(cols), factors, cells)
+
+
+def _interaction_cells(mm, data: pd.DataFrame, fitted: dict | None) -> tuple[np.ndarray, list[str], dict]:
+    """formulaic's X and Stata names, with each interaction that formulaic codes otherwise than
+    Stata coded as Stata does: a column per cell (every level of every factor), less the cell
+    with every factor at its base level when the term has no continuous part ([U] 11.4.3 and
+    help fvvarlist: ``i.group#i.sex`` are "indicators for each combination of levels of group
+    and sex"; ``sex#c.age`` is "two variables ... if age is also in the model, one of the two
+    virtual variables will be treated as a base"). formulaic codes a term that lacks one of its
+    margins (``i.a#i.b`` without ``i.a`` or ``i.b``) as if it had them (``1.b 1.a#0.b 1.a#1.b``):
+    the same fit, other coefficients. Names are Stata's without its b/o markers (``0.a#1.b``
+    for ``0b.a#1.b``). ``fitted``: the fit's (variable, base, levels) per recoded term, for new
+    data or R coding (``{}``); None at the fit, which decides which terms are recoded."""
+    X, names = np.asarray(mm, dtype=float), [stata_name(c) for c in mm.columns]
+    present = {frozenset(_split(str(t))) for t in mm.model_spec.terms}
+    blocks, cols, cells = [], [], {}
+    for term, sl in mm.model_spec.term_slices.items():
+        pieces = _split(str(term))
+        factors = {p: _FACTOR.match(p) for p in pieces if _FACTOR.match(p)}
+        continuous = [p for p in pieces if p not in factors]
+        candidate = (str(term) in fitted if fitted is not None else
+                     len(pieces) > 1 and factors and all(_PLAIN.match(p) or _POWER.match(p) for p in continuous)
+                     and not all(frozenset(set(pieces) - {f}) in present for f in factors))
+        if candidate:
+            levels = fitted[str(term)] if fitted is not None else tuple(
+                (m.group(1), *base_and_levels(data[m.group(1)].to_numpy(), m.group(2), f"i.{m.group(1)}"))
+                for m in factors.values())
+            cell_X, cell_names = _cells(data, pieces, factors, continuous, levels)
+            if fitted is not None or not set(names[sl]) <= set(cell_names):  # formulaic's is not Stata's
+                cells[str(term)] = levels
+                blocks.append(cell_X)
+                cols += cell_names
+                continue
+        blocks.append(X[:, sl])
+        cols += names[sl]
+    return np.column_stack(blocks), cols, cells
+
+
+def _cells(data: pd.DataFrame, pieces: list[str], factors: dict, continuous: list[str],
+           levels: tuple) -> tuple[np.ndarray, list[str]]:
+    """The cell columns of one interaction and their Stata names (see :func:`_interaction_cells`)."""
+    slope = np.ones(len(data))
+    for p in continuous:
+        power = _POWER.match(p)
+        slope = slope * (data[power.group(1)].to_numpy(dtype=float) ** int(power.group(2)) if power
+                         else data[p].to_numpy(dtype=float))
+    values, names = [], []
+    for cell in itertools.product(*[sorted((base, *others)) for _, base, others in levels]):
+        if not continuous and all(lv == base for lv, (_, base, _) in zip(cell, levels)):
+            continue
+        x = slope.copy()
+        for lv, (var, _, _) in zip(cell, levels):
+            x *= data[var].to_numpy() == lv
+        values.append(x)
+        labels = iter(f"{level_label(str(lv))}.{var}" for lv, (var, _, _) in zip(cell, levels))
+        names.append("#".join(next(labels) if p in factors else stata_name(p) if _POWER.match(p) else f"c.{p}"
+                              for p in pieces))
+    return np.column_stack(values) if values else np.empty((len(data), 0)), names
+
+
+def _split(term: str) -> list[str]:
+    return [] if term == "1" else [p.strip() for p in term.split(":")]
 
 
 _PLAIN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -214,17 +284,24 @@ def _categoricals_as_int(frame: pd.DataFrame, formula: str) -> pd.DataFrame:
     return out
 
 
-def _independent_columns(X: np.ndarray, prefer_last: bool, tol: float = 1e-13) -> np.ndarray:
+def _independent_columns(X: np.ndarray, prefer_last: bool, tol: float = 1e-13,
+                         priority: list[int] | None = None) -> np.ndarray:
     """Mask of columns kept when each is checked against those kept before it.
 
     With a constant, ``_cons`` (the last column) is checked first, as Stata
     keeps the constant and omits a later collinear variable.  Works on the
     Gram matrix XᵀX (one pass over the data): column j is dependent when the
     squared norm of its residual on the kept columns (a Schur complement) is
-    below ``tol`` times its squared norm.
+    below ``tol`` times its squared norm. ``priority``: columns are checked by ascending
+    priority (stably), e.g. the interaction cells with fewer factors at their base level first,
+    so those with more are the ones omitted (``1.a#0.b#0.c`` in ``i.a i.a#i.b#i.c``, as Stata's
+    ``i.a##i.b`` omits ``1o.a#0b.b`` rather than ``1.a#1.b``).
     """
     p = X.shape[1]
     order = ([p - 1] + list(range(p - 1))) if (prefer_last and p) else list(range(p))
+    if priority:  # a stable sort: columns in order within each priority
+        order = order[:1] + sorted(order[1:], key=lambda j: priority[j]) if prefer_last else sorted(
+            order, key=lambda j: priority[j])
     gram = X.T @ X
     keep = np.zeros(p, dtype=bool)
     ordered = gram[np.ix_(order, order)]
