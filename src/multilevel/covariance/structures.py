@@ -18,6 +18,7 @@ Protocol (every structure provides)
 ``n_natural``         number of Stata-metric parameters
 ``natural(Σ)``        Stata-metric vector of a covariance matrix
 ``from_natural(φ)``   covariance matrix of a Stata-metric vector
+``theta_jacobian(φ, σ²)``  (∂θ/∂φ, ∂θ/∂ln σ_e) for θ of Σ(φ)/σ² (the standard errors' map)
 ``label``             Stata's name (``Identity``, ``Independent``, ...)
 """
 from __future__ import annotations
@@ -53,6 +54,11 @@ class Identity:
     def from_natural(self, phi: np.ndarray) -> np.ndarray:
         return np.exp(2 * phi[0]) * np.eye(self.k)
 
+    def theta_jacobian(self, phi: np.ndarray, sigma2: float) -> tuple[np.ndarray, np.ndarray]:
+        """θ = exp(φ − ln σ_e): ∂θ/∂φ = θ, ∂θ/∂ln σ_e = −θ."""
+        theta = np.exp(phi) / np.sqrt(sigma2)
+        return np.diag(theta), -theta
+
 
 class Independent:
     """``covariance(independent)``: Σ diagonal, one variance per column."""
@@ -81,6 +87,8 @@ class Independent:
 
     def from_natural(self, phi: np.ndarray) -> np.ndarray:
         return np.diag(np.exp(2 * phi))
+
+    theta_jacobian = Identity.theta_jacobian
 
 
 class Exchangeable:
@@ -122,6 +130,11 @@ class Exchangeable:
 
     def from_natural(self, phi: np.ndarray) -> np.ndarray:
         return np.exp(2 * phi[0]) * self._corr(np.tanh(phi[1]))
+
+    def theta_jacobian(self, phi: np.ndarray, sigma2: float) -> tuple[np.ndarray, np.ndarray]:
+        """θ = (exp(φ₀ − ln σ_e), tanh φ₁): ∂θ/∂φ = diag(s, 1 − ρ²), ∂θ/∂ln σ_e = (−s, 0)."""
+        s = np.exp(phi[0]) / np.sqrt(sigma2)
+        return np.diag([s, 1 - np.tanh(phi[1]) ** 2]), np.array([-s, 0.0])
 
 
 class Unstructured:
@@ -169,6 +182,27 @@ class Unstructured:
         for (i, j), a in zip(self.corr_pairs, phi[self.k:]):
             corr[i, j] = corr[j, i] = np.tanh(a)
         return corr * np.outer(sd, sd)
+
+    def theta_jacobian(self, phi: np.ndarray, sigma2: float) -> tuple[np.ndarray, np.ndarray]:
+        """∂θ/∂φ by the derivative of the Cholesky factor L of Σ_rel = Σ/σ² (θ: L's lower triangle):
+        dL = L Φ(L⁻¹ dΣ_rel L⁻ᵀ), Φ the lower triangle with the diagonal halved (Murray 2016,
+        arXiv:1602.07527, eq. 8), with ∂Σ/∂ln s_a = E_aΣ + ΣE_a and ∂Σ_ij/∂atanh ρ_ij =
+        s_is_j(1 − ρ_ij²) (both triangles); θ ∝ 1/σ_e, so ∂θ/∂ln σ_e = −θ."""
+        k = self.k
+        sigma = self.from_natural(phi)
+        sd = np.exp(phi[:k])
+        d_sigma = np.zeros((self.n_natural, k, k))
+        for a in range(k):
+            d_sigma[a, a, :] += sigma[a]
+            d_sigma[a, :, a] += sigma[a]
+        for n, ((i, j), z) in enumerate(zip(self.corr_pairs, phi[k:]), start=k):
+            d_sigma[n, i, j] = d_sigma[n, j, i] = sd[i] * sd[j] * (1 - np.tanh(z) ** 2)
+        L = np.linalg.cholesky(sigma / sigma2)
+        Linv = np.linalg.inv(L)
+        X = np.tril(Linv @ (d_sigma / sigma2) @ Linv.T)
+        X[:, np.arange(k), np.arange(k)] *= 0.5
+        dL = L @ X
+        return dL[:, self.rows, self.cols].T, -L[self.rows, self.cols]
 
 
 STRUCTURES = {

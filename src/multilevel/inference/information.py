@@ -206,28 +206,17 @@ def _sigma_column(model: LinearMixedModel, dg_theta: np.ndarray, J: np.ndarray, 
     return H_psi @ J[:, -1]
 
 
-def _jacobian(model: LinearMixedModel, phi: np.ndarray, h: float = 1e-6) -> np.ndarray:
-    """∂(θ, σ²)/∂φ: analytic when every structure is scale-only (∂θ_i/∂φ_i = θ_i,
-    ∂θ_i/∂φ_e = −θ_i, ∂σ²/∂φ_e = 2σ², residual parameters unchanged), otherwise by central
-    differences of :func:`from_natural`."""
-    blocks = equation_blocks(model)
-    if all(isinstance(struct, _SCALE_ONLY) for _, struct, _ in blocks):
-        theta, sigma2 = from_natural(model, phi)
-        J = np.zeros((model.n_theta + 1, len(phi)))
-        for (_, _, sl), nsl in zip(blocks, natural_slices(model)):
-            J[sl, nsl] = np.diag(theta[sl])
-            J[sl, -1] = -theta[sl]
-        rs = model.residual_slice
-        J[rs, natural_slices(model)[-1]] = np.eye(rs.stop - rs.start)
-        J[-1, -1] = 2 * sigma2
-        return J
-    cols = []
-    for j in range(len(phi)):
-        e = np.zeros(len(phi))
-        e[j] = h
-        (t_up, s_up), (t_dn, s_dn) = from_natural(model, phi + e), from_natural(model, phi - e)
-        cols.append((np.append(t_up, s_up) - np.append(t_dn, s_dn)) / (2 * h))
-    return np.column_stack(cols)
+def _jacobian(model: LinearMixedModel, phi: np.ndarray) -> np.ndarray:
+    """∂(θ, σ²)/∂φ in closed form: each structure's ``theta_jacobian`` (θ of Σ/σ² with
+    σ² = e^{2φ_e}), ∂σ²/∂φ_e = 2σ², residual parameters unchanged."""
+    sigma2 = float(np.exp(2 * phi[-1]))
+    J = np.zeros((model.n_theta + 1, len(phi)))
+    for (_, struct, sl), nsl in zip(equation_blocks(model), natural_slices(model)):
+        J[sl, nsl], J[sl, -1] = struct.theta_jacobian(phi[nsl], sigma2)
+    rs = model.residual_slice
+    J[rs, natural_slices(model)[-1]] = np.eye(rs.stop - rs.start)
+    J[-1, -1] = 2 * sigma2
+    return J
 
 
 def delta_vcov(g, x: np.ndarray, V: np.ndarray, h: float = 1e-6) -> np.ndarray:
